@@ -1,0 +1,118 @@
+"""The `tdb` click group and what every command shares: the workspace option, error handling, output formats.
+
+The CLI is thin: it parses arguments, calls the library, formats the result, and turns the library's named
+errors into one-line messages with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from taskonomy_db import __version__
+from taskonomy_db.errors import TdbError
+from taskonomy_db.workspace import Workspace
+
+
+class TdbGroup(click.Group):
+    """Lists commands in the order they were added (the order of the method) and reports TdbError cleanly."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TdbError as error:
+            exception = click.ClickException(str(error))
+            exception.exit_code = error.exit_code
+            raise exception from error
+
+
+@click.group(cls=TdbGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="tdb")
+def cli() -> None:
+    """taskonomy-db: the Taskonomy method (Zamir et al., CVPR 2018) as a database-centric toolkit.
+
+    Train a network per task, transfer between every pair, normalise win rates with AHP into a task affinity
+    matrix (SQL views over DuckDB), and solve for the tasks to label under a supervision budget.
+
+    Every command works on a workspace: -w/--workspace, else $TDB_WORKSPACE, else the current directory.
+
+    Example:
+
+        tdb demo ./study
+    """
+
+
+def workspace_option(function: Callable) -> Callable:
+    return click.option(
+        "-w",
+        "--workspace",
+        "workspace_path",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Workspace directory (default: $TDB_WORKSPACE, else the current directory).",
+    )(function)
+
+
+def open_workspace(path: Path | None) -> Workspace:
+    return Workspace.open(path)
+
+
+def format_option(choices: Sequence[str] = ("table", "csv", "json"), default: str = "table") -> Callable:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def render_rows(rows: list[dict[str, Any]], columns: Sequence[str], output_format: str) -> str:
+    """Rows as an aligned text table, CSV or JSON (a list of objects)."""
+    if output_format == "json":
+        return json.dumps(rows, indent=2, default=str)
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue().rstrip("\n")
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ",".join(_cell(v) for v in value)
+    return str(value)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

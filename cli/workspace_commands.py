@@ -1,0 +1,158 @@
+"""Commands that create a workspace, bring data into it, and read it: init, ingest, query, tables."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+import pyarrow.parquet as pq
+from taskonomy_db.cli.app import (
+    cli,
+    echo_json,
+    format_option,
+    open_workspace,
+    render_rows,
+    warn,
+    workspace_option,
+)
+
+from taskonomy_db.errors import QueryError
+from taskonomy_db.ingest import SPLIT_SETS, ingest
+from taskonomy_db.layout import LAYOUTS
+from taskonomy_db.workspace import Workspace
+
+
+@cli.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Study name (default: the directory's name).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for every random choice in the study.")
+def init(path: Path, name: str | None, seed: int) -> None:
+    """Create a workspace: tdb.toml, the DuckDB store, and models/, representations/, reports/.
+
+    Example:
+
+        tdb init ./study && export TDB_WORKSPACE=./study
+    """
+    workspace = Workspace.init(path, name=name, seed=seed)
+    click.echo(f"created workspace {workspace.root} (schema version {workspace.db.schema_version()})")
+
+
+@cli.command("ingest")
+@click.argument("data_root", type=click.Path(path_type=Path))
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", *LAYOUTS]),
+    default="auto",
+    show_default=True,
+    help="taskonomy: ROOT/building/domain/...; omnidata: ROOT/domain/taskonomy/building/...",
+)
+@click.option(
+    "--split-file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A published split CSV (id,train,val,test), or the folder holding train_val_test_<set>.csv.",
+)
+@click.option(
+    "--split-set",
+    type=click.Choice(SPLIT_SETS),
+    default=None,
+    help="Which published split to use; buildings outside it are not ingested.",
+)
+@click.option("--skip-bad", is_flag=True, help="Skip corrupt or misnamed files (recorded in ingest_problems).")
+@format_option(("text", "json"), default="text")
+@workspace_option
+def ingest_command(
+    data_root: Path,
+    layout: str,
+    split_file: Path | None,
+    split_set: str | None,
+    skip_bad: bool,
+    output_format: str,
+    workspace_path: Path | None,
+) -> None:
+    """Register every (point, view) of a Taskonomy-format dataset with its per-domain files and split.
+
+    Without --split-file, buildings are split deterministically by a hash of their names (fractions from
+    tdb.toml). Re-ingesting the same root is idempotent. Nothing is written unless every file checks out.
+
+    Example:
+
+        tdb ingest /data/taskonomy --split-file splits/ --split-set tiny
+    """
+    workspace = open_workspace(workspace_path)
+    settings = {
+        "data_root": str(data_root),
+        "layout": layout,
+        "split_file": str(split_file),
+        "split_set": split_set,
+    }
+    with workspace.run("ingest", settings):
+        report = ingest(workspace, data_root, layout, split_file, split_set, skip_bad)
+    if output_format == "json":
+        echo_json(dataclasses.asdict(report))
+        return
+    splits = ", ".join(f"{n} {s}" for s, n in report.images_per_split.items())
+    click.echo(f"ingested {report.n_images} images ({report.n_new} new) from {report.data_root} [{report.layout}]")
+    click.echo(f"splits: {splits} ({report.split_source})")
+    click.echo(f"domains: {', '.join(report.domains)}")
+    for domain, count in report.missing_per_domain.items():
+        warn(f"{count} images have no {domain} file (see the missing_files view)")
+    if report.buildings_not_in_split:
+        warn(f"{len(report.buildings_not_in_split)} buildings are not in the split set and were not ingested")
+    for path, problem in report.problems:
+        warn(f"skipped {path}: {problem}")
+
+
+@cli.command()
+@click.argument("sql")
+@format_option(("table", "csv", "json", "parquet"))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file.")
+@click.option("--write", is_flag=True, help="Allow statements that modify the workspace (one transaction).")
+@workspace_option
+def query(sql: str, output_format: str, out: Path | None, write: bool, workspace_path: Path | None) -> None:
+    """Run SQL on the workspace's DuckDB store; read-only unless --write.
+
+    Tables: tasks, images, encoders, transfers, losses, runs; see `tdb tables` for all tables and views.
+
+    Example:
+
+        tdb query "select split, count(*) as n_images from images group by split" --format csv
+    """
+    if output_format == "parquet" and out is None:
+        raise click.UsageError("--format parquet needs --out FILE")
+    workspace = open_workspace(workspace_path)
+    result = workspace.db.execute_user_sql(sql, write=write)
+    if output_format == "parquet":
+        tmp = out.with_name(out.name + ".tmp")
+        pq.write_table(result, tmp)
+        tmp.replace(out)
+        click.echo(f"wrote {result.num_rows} rows to {out}", err=True)
+        return
+    if result.num_columns == 0:
+        if write:
+            click.echo("ok", err=True)
+        return
+    text = render_rows(result.to_pylist(), result.column_names, output_format)
+    if out is not None:
+        out.write_text(text + "\n")
+        click.echo(f"wrote {result.num_rows} rows to {out}", err=True)
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@format_option()
+@workspace_option
+def tables(output_format: str, workspace_path: Path | None) -> None:
+    """List the workspace's tables and views, each with its one-line description.
+
+    Example:
+
+        tdb tables --format json
+    """
+    workspace = open_workspace(workspace_path)
+    rows = workspace.db.relations()
+    if not rows:
+        raise QueryError("the workspace has no tables")
+    click.echo(render_rows(rows, ["name", "kind", "description"], output_format))

@@ -1,0 +1,1 @@
+"""Network definitions: the encoder and decoder registries, the factory, and ONNX export."""

@@ -1,0 +1,198 @@
+"""The one class that owns the workspace's DuckDB connection: schema migrations, views, queries, transactions.
+
+Connections are short-lived on purpose: DuckDB lets one process write a file or many read it, never both, so a
+long job (training, transfers) opens the file only for the moment it records a result, and `tdb query` in
+another terminal keeps working while the job runs. Opening retries while another process holds the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from taskonomy_db.errors import QueryError, WorkspaceError
+
+LOCK_WAIT_SECONDS = 60.0
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_VIEW_NAME = re.compile(r"^\d{2}_[a-z0-9]+_[a-z0-9_]+\.sql$")
+
+
+def _sql_files() -> tuple[list[tuple[int, str, str]], list[tuple[str, str]]]:
+    """(version, name, text) for every migration and (name, text) for every view file, in apply order."""
+    root = resources.files("taskonomy_db.sql")
+    migrations = []
+    for entry in root.joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            migrations.append((int(match.group(1)), entry.name, entry.read_text()))
+    views = [(e.name, e.read_text()) for e in root.iterdir() if _VIEW_NAME.match(e.name)]
+    return sorted(migrations), sorted(views)
+
+
+def schema_version_available() -> int:
+    migrations, _ = _sql_files()
+    return migrations[-1][0] if migrations else 0
+
+
+def _views_digest(views: Sequence[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, text in views:
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _is_lock_conflict(error: duckdb.Error) -> bool:
+    text = str(error)
+    return "lock" in text.lower() and ("conflicting" in text.lower() or "could not set" in text.lower())
+
+
+class Database:
+    """A workspace's DuckDB file. Every read and write of the store goes through this class."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, waiting up to LOCK_WAIT_SECONDS while another process holds a conflicting lock."""
+        if read_only and not self.path.exists():
+            raise WorkspaceError(f"database not found: {self.path}")
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if not _is_lock_conflict(error) or time.monotonic() > deadline:
+                    raise WorkspaceError(f"cannot open {self.path}: {error}") from error
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside one transaction: everything in the block commits, or nothing does."""
+        with self.connect() as con:
+            con.execute("begin transaction")
+            try:
+                yield con
+            except BaseException:
+                con.execute("rollback")
+                raise
+            con.execute("commit")
+
+    # -- schema ---------------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if not self.path.exists():
+            return 0
+        with self.connect(read_only=True) as con:
+            return self._version(con)
+
+    @staticmethod
+    def _version(con: duckdb.DuckDBPyConnection) -> int:
+        exists = con.execute(
+            "select count(*) from duckdb_tables() where table_name = 'schema_meta' and schema_name = 'main'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        row = con.execute("select value from schema_meta where key = 'version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def needs_migration(self) -> bool:
+        migrations, views = _sql_files()
+        if not self.path.exists():
+            return True
+        with self.connect(read_only=True) as con:
+            version = self._version(con)
+            if version == 0:
+                return True
+            digest = con.execute("select value from schema_meta where key = 'views_digest'").fetchone()
+        latest = migrations[-1][0] if migrations else 0
+        if version > latest:
+            raise WorkspaceError(
+                f"{self.path} has schema version {version}, newer than this taskonomy-db ({latest}); upgrade it"
+            )
+        return version < latest or digest is None or digest[0] != _views_digest(views)
+
+    def migrate(self) -> int:
+        """Apply pending migrations and recreate the views, all in one transaction. Returns the new version."""
+        migrations, views = _sql_files()
+        with self.transaction() as con:
+            version = self._version(con)
+            latest = migrations[-1][0] if migrations else 0
+            if version > latest:
+                raise WorkspaceError(
+                    f"{self.path} has schema version {version}, newer than this taskonomy-db ({latest})"
+                )
+            for number, _name, text in migrations:
+                if number > version:
+                    con.execute(text)
+                    version = number
+            con.execute("insert or replace into schema_meta values ('version', ?)", [str(version)])
+            for _name, text in views:
+                con.execute(text)
+            con.execute("insert or replace into schema_meta values ('views_digest', ?)", [_views_digest(views)])
+        return version
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Run a statement on a read-only connection and return its result as an Arrow table."""
+        with self.connect(read_only=True) as con:
+            return _run(con, sql, params)
+
+    def execute_user_sql(self, sql: str, write: bool = False) -> pa.Table:
+        """A user's ad-hoc SQL: read-only unless `write`, in which case it runs in one transaction."""
+        if not write:
+            try:
+                return self.query(sql)
+            except QueryError as error:
+                if "read-only" in str(error).lower():
+                    raise QueryError(f"{error} (pass --write to modify the workspace)") from error
+                raise
+        with self.transaction() as con:
+            return _run(con, sql, None)
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        table = self.query(sql, params)
+        return table.column(0)[0].as_py() if table.num_rows else None
+
+    def relations(self) -> list[dict[str, str]]:
+        """Every table and view with its one-line description (stored as a COMMENT in the database)."""
+        table = self.query(
+            """
+            select table_name as name, 'table' as kind, coalesce(comment, '') as description
+            from duckdb_tables() where schema_name = 'main' and not internal
+            union all
+            select view_name, 'view', coalesce(comment, '')
+            from duckdb_views() where schema_name = 'main' and not internal
+            order by kind, name
+            """
+        )
+        return table.to_pylist()
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> pa.Table:
+    try:
+        relation = con.sql(sql, params=params)
+        return pa.table({}) if relation is None else relation.to_arrow_table()
+    except duckdb.Error as error:
+        raise QueryError(_one_line(error)) from error
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

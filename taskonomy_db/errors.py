@@ -1,0 +1,29 @@
+"""Named errors the library raises; the CLI turns each into a one-line message and an exit code."""
+
+
+class TdbError(Exception):
+    """Base class: a problem with the user's input or workspace, reported without a traceback."""
+
+    exit_code = 1
+
+
+class WorkspaceError(TdbError):
+    """The workspace is missing, malformed, or from a newer schema."""
+
+
+class IngestError(TdbError):
+    """The dataset cannot be ingested as it is."""
+
+
+class QueryError(TdbError):
+    """A user query failed or tried to write without permission."""
+
+
+class UnknownTaskError(TdbError):
+    """A task, domain or encoder name that is not registered."""
+
+
+class InfeasibleError(TdbError):
+    """An optimisation problem has no feasible solution."""
+
+    exit_code = 2

@@ -1,0 +1,249 @@
+"""Register a dataset in the real Taskonomy layout (either flavour) in a workspace's `images` table.
+
+Everything is checked before anything is written, and the write is one transaction: an ingest either fully
+lands or leaves the workspace as it was. Re-ingesting the same root changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from taskonomy_db.errors import IngestError
+from taskonomy_db.layout import DOMAINS, LAYOUTS, check_file, detect_layout, parse_file_name
+from taskonomy_db.workspace import Workspace
+
+SPLITS = ("train", "val", "test")
+SPLIT_SETS = ("tiny", "medium", "full", "fullplus")
+
+
+@dataclass
+class IngestReport:
+    data_root: str
+    layout: str
+    split_source: str
+    domains: list[str]
+    n_images: int
+    n_new: int
+    images_per_split: dict[str, int]
+    missing_per_domain: dict[str, int]
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    buildings_not_in_split: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Scan:
+    files: dict[tuple[str, int, int], dict[str, str]]
+    problems: list[tuple[str, str]]
+
+
+def read_split_csv(path: Path) -> dict[str, str]:
+    """Building -> split from a published split CSV (columns id,train,val,test; CR, LF or CRLF line ends)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise IngestError(f"cannot read split file {path}: {error}") from error
+    rows = list(csv.reader(io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"))))
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if header[:4] != ["id", "train", "val", "test"]:
+        raise IngestError(f"split file {path}: expected columns id,train,val,test, found {','.join(header)}")
+    splits: dict[str, str] = {}
+    for number, row in enumerate(rows[1:], start=2):
+        if not row or not row[0].strip():
+            continue
+        flags = [cell.strip() for cell in row[1:4]]
+        chosen = [name for name, flag in zip(SPLITS, flags, strict=False) if flag == "1"]
+        if len(chosen) != 1 or any(flag not in ("0", "1") for flag in flags):
+            raise IngestError(f"split file {path}, line {number}: a building needs exactly one of train,val,test")
+        splits[row[0].strip()] = chosen[0]
+    return splits
+
+
+def resolve_split_file(split_file: Path, split_set: str | None) -> tuple[Path, str]:
+    """The CSV to read: `split_file` itself, or train_val_test_{set}.csv inside a directory."""
+    if split_set is not None and split_set not in SPLIT_SETS:
+        raise IngestError(f"unknown split set {split_set!r}; expected one of {', '.join(SPLIT_SETS)}")
+    if split_file.is_dir():
+        if split_set is None:
+            raise IngestError(f"{split_file} is a directory: choose a set with --split-set")
+        csv_path = split_file / f"train_val_test_{split_set}.csv"
+    else:
+        csv_path = split_file
+        stem_set = csv_path.stem.removeprefix("train_val_test_")
+        if split_set is not None and stem_set in SPLIT_SETS and stem_set != split_set:
+            raise IngestError(f"--split-set {split_set} does not match the split file {csv_path.name}")
+        split_set = split_set or (stem_set if stem_set in SPLIT_SETS else "custom")
+    if not csv_path.is_file():
+        raise IngestError(f"split file not found: {csv_path}")
+    return csv_path, split_set
+
+
+def deterministic_split(buildings: list[str], fractions: dict[str, float]) -> dict[str, str]:
+    """Split buildings by a hash of their names: stable under adding buildings, independent of file order.
+
+    With three or more buildings, val and test each get at least one.
+    """
+    total = sum(fractions[s] for s in SPLITS)
+    if total <= 0 or any(fractions[s] < 0 for s in SPLITS):
+        raise IngestError("split fractions must be non-negative and sum to more than zero")
+    ordered = sorted(buildings, key=lambda b: hashlib.sha256(b.encode()).hexdigest())
+    n = len(ordered)
+    n_test = round(n * fractions["test"] / total)
+    n_val = round(n * fractions["val"] / total)
+    if n >= 3:
+        n_test, n_val = max(n_test, 1), max(n_val, 1)
+    n_train = max(n - n_val - n_test, 0)
+    assignment = ["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val)
+    return dict(zip(ordered, assignment, strict=True))
+
+
+def _scan(root: Path, layout: str) -> _Scan:
+    files: dict[tuple[str, int, int], dict[str, str]] = defaultdict(dict)
+    problems: list[tuple[str, str]] = []
+    candidates: list[tuple[Path, str, str]] = []  # (path, building, folder domain)
+    if layout == "taskonomy":
+        for building_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for domain_dir in sorted(p for p in building_dir.iterdir() if p.is_dir()):
+                candidates += [(f, building_dir.name, domain_dir.name) for f in _files(domain_dir)]
+    else:
+        for domain_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            base = domain_dir / "taskonomy"
+            if not base.is_dir():
+                problems.append((str(domain_dir), "omnidata layout: no taskonomy/ folder inside"))
+                continue
+            for building_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+                candidates += [(f, building_dir.name, domain_dir.name) for f in _files(building_dir)]
+    for path, building, folder_domain in tqdm(candidates, desc="checking files", unit="file", disable=None):
+        parsed = parse_file_name(path.name)
+        if parsed is None:
+            problems.append((str(path), "file name does not parse as point_P_view_V_domain_D.(png|json|npy)"))
+            continue
+        point, view, domain, ext = parsed
+        if domain != folder_domain:
+            problems.append((str(path), f"domain {domain!r} in the name but the file is in folder {folder_domain!r}"))
+            continue
+        if domain not in DOMAINS:
+            problems.append((str(path), f"unknown domain {domain!r}"))
+            continue
+        problem = check_file(path, ext)
+        if problem:
+            problems.append((str(path), problem))
+            continue
+        files[(building, point, view)][domain] = str(path.resolve())
+    return _Scan(dict(files), problems)
+
+
+def _files(folder: Path) -> list[Path]:
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries if e.is_file())
+
+
+def ingest(
+    workspace: Workspace,
+    data_root: str | Path,
+    layout: str = "auto",
+    split_file: str | Path | None = None,
+    split_set: str | None = None,
+    skip_bad: bool = False,
+) -> IngestReport:
+    root = Path(data_root)
+    if not root.is_dir():
+        raise IngestError(f"data root not found or not a directory: {root}")
+    if layout == "auto":
+        layout = detect_layout(root)
+    elif layout not in LAYOUTS:
+        raise IngestError(f"unknown layout {layout!r}; expected auto, {', '.join(LAYOUTS)}")
+
+    split_csv: tuple[Path, str] | None = None
+    if split_file is not None:
+        split_csv = resolve_split_file(Path(split_file), split_set)
+    elif split_set is not None:
+        raise IngestError("--split-set needs --split-file (a published split CSV or the folder holding them)")
+
+    scan = _scan(root, layout)
+    if scan.problems and not skip_bad:
+        path, problem = scan.problems[0]
+        more = f" (and {len(scan.problems) - 1} more problems)" if len(scan.problems) > 1 else ""
+        raise IngestError(f"{path}: {problem}{more}; nothing was ingested (use --skip-bad to skip such files)")
+    if not scan.files:
+        raise IngestError(f"no Taskonomy files found under {root} (layout {layout})")
+
+    buildings = sorted({key[0] for key in scan.files})
+    if split_csv is not None:
+        csv_path, chosen_set = split_csv
+        split_of = read_split_csv(csv_path)
+        used = [b for b in buildings if b in split_of]
+        if not used:
+            raise IngestError(
+                f"split file {csv_path} names none of the {len(buildings)} ingested buildings "
+                f"(e.g. {', '.join(buildings[:3])}); nothing was ingested"
+            )
+        split_source = f"{csv_path.resolve()} ({chosen_set})"
+    else:
+        split_of = deterministic_split(buildings, workspace.settings["split"])
+        split_source = "deterministic by building hash"
+    skipped_buildings = [b for b in buildings if b not in split_of]
+
+    keys = sorted(k for k in scan.files if k[0] in split_of)
+    domains = [d for d in DOMAINS if any(d in scan.files[k] for k in keys)]
+    columns: dict[str, list] = {
+        "image_key": [f"{b}/point_{p}_view_{v}" for b, p, v in keys],
+        "building": [b for b, _, _ in keys],
+        "point": [p for _, p, _ in keys],
+        "view": [v for _, _, v in keys],
+        "split": [split_of[b] for b, _, _ in keys],
+    }
+    for domain in DOMAINS:
+        columns[f"{domain}_path"] = [scan.files[k].get(domain) for k in keys]
+    schema = pa.schema(
+        [("image_key", pa.string()), ("building", pa.string()), ("point", pa.int32()), ("view", pa.int32())]
+        + [(name, pa.string()) for name in columns if name not in ("image_key", "building", "point", "view")]
+    )
+    new_images = pa.table(columns, schema=schema)
+    path_columns = [f"{d}_path" for d in DOMAINS]
+    data_root_text = str(root.resolve())
+
+    with workspace.db.transaction() as con:
+        con.register("new_images", new_images)
+        n_new = con.execute("select count(*) from new_images anti join images using (image_key)").fetchone()[0]
+        assignments = ", ".join(f"{c} = new_images.{c}" for c in ["split", *path_columns])
+        con.execute(f"update images set {assignments} from new_images where images.image_key = new_images.image_key")
+        insert_columns = ", ".join(["image_key", "building", "point", '"view"', "split", *path_columns])
+        con.execute(
+            f"insert into images ({insert_columns}) select {insert_columns} from new_images"
+            ' anti join images using (image_key) order by building, point, "view"'
+        )
+        con.execute("delete from ingest_problems where data_root = ?", [data_root_text])
+        if scan.problems:
+            con.executemany(
+                "insert into ingest_problems values (?, ?, ?)",
+                [[data_root_text, path, problem] for path, problem in scan.problems],
+            )
+        con.execute(
+            "insert or replace into datasets values (?, ?, ?, ?, ?, ?)",
+            [data_root_text, layout, split_source, domains, len(keys), datetime.now()],
+        )
+        con.unregister("new_images")
+
+    missing = Counter(d for k in keys for d in domains if d not in scan.files[k])
+    return IngestReport(
+        data_root=data_root_text,
+        layout=layout,
+        split_source=split_source,
+        domains=domains,
+        n_images=len(keys),
+        n_new=n_new,
+        images_per_split={s: sum(1 for k in keys if split_of[k[0]] == s) for s in SPLITS},
+        missing_per_domain=dict(sorted(missing.items())),
+        problems=scan.problems,
+        buildings_not_in_split=skipped_buildings,
+    )

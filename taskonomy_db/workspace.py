@@ -1,0 +1,164 @@
+"""A study's workspace: one directory holding tdb.toml, the DuckDB store, ONNX models, Parquet representations
+and reports. Every command resolves one with `Workspace.open`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from taskonomy_db import __version__
+from taskonomy_db.db import Database
+from taskonomy_db.errors import WorkspaceError
+
+SETTINGS_FILE = "tdb.toml"
+DATABASE_FILE = "taskonomy.duckdb"
+SUBDIRS = ("models", "representations", "reports")
+
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    "study": {"name": "study", "seed": 0},
+    "split": {"train": 0.7, "val": 0.15, "test": 0.15},
+}
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    """The workspace directory: the given path, else $TDB_WORKSPACE, else the current directory."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("TDB_WORKSPACE")
+    return Path(env) if env else Path.cwd()
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the taskonomy-db source tree in use, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def dumps_toml(settings: dict[str, dict[str, Any]]) -> str:
+    """Serialise one level of tables of scalars and lists (all tdb.toml holds) as TOML."""
+    lines = ["# taskonomy-db study settings. Edit freely; commands read this file at start."]
+    for section, values in settings.items():
+        lines.append("")
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+class Workspace:
+    """An opened workspace directory. Construct with `Workspace.init` or `Workspace.open`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.db = Database(root / DATABASE_FILE)
+
+    @classmethod
+    def init(cls, path: str | Path, name: str | None = None, seed: int = 0) -> Workspace:
+        root = Path(path)
+        if (root / SETTINGS_FILE).exists():
+            raise WorkspaceError(f"{root} is already a workspace ({SETTINGS_FILE} exists)")
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(f"{root} exists and is not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (root / sub).mkdir(exist_ok=True)
+        settings = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
+        settings["study"]["name"] = name or root.resolve().name
+        settings["study"]["seed"] = seed
+        workspace = cls(root)
+        workspace.db.migrate()
+        # Written last: a directory without tdb.toml is not a workspace, so a failed init leaves none behind.
+        (root / SETTINGS_FILE).write_text(dumps_toml(settings))
+        return workspace
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Workspace:
+        root = resolve_path(path)
+        if not (root / SETTINGS_FILE).is_file():
+            raise WorkspaceError(f"no workspace at {root} (no {SETTINGS_FILE}); create one with `tdb init {root}`")
+        workspace = cls(root)
+        workspace.settings  # noqa: B018 - parse now so a malformed file fails before any work
+        if workspace.db.needs_migration():
+            workspace.db.migrate()
+        return workspace
+
+    @property
+    def settings(self) -> dict[str, dict[str, Any]]:
+        try:
+            loaded = tomllib.loads((self.root / SETTINGS_FILE).read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise WorkspaceError(f"{self.root / SETTINGS_FILE}: {error}") from error
+        merged = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
+        for section, values in loaded.items():
+            if not isinstance(values, dict):
+                raise WorkspaceError(f"{self.root / SETTINGS_FILE}: top-level key {section!r} must be a table")
+            merged.setdefault(section, {}).update(values)
+        return merged
+
+    def update_settings(self, section: str, values: dict[str, Any]) -> None:
+        """Merge `values` into one section of tdb.toml, written atomically (replace, never half-written)."""
+        settings = self.settings
+        settings.setdefault(section, {}).update(values)
+        tmp = self.root / (SETTINGS_FILE + ".tmp")
+        tmp.write_text(dumps_toml(settings))
+        tmp.replace(self.root / SETTINGS_FILE)
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings["study"]["seed"])
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @contextmanager
+    def run(self, command: str, settings: dict[str, Any] | None = None) -> Iterator[int]:
+        """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome."""
+        with self.db.transaction() as con:
+            run_id = con.execute(
+                "insert into runs (command, version, git_commit, settings, started_at, status)"
+                " values (?, ?, ?, ?, ?, 'running') returning run_id",
+                [command, __version__, git_commit(), json.dumps(settings or {}, default=str), datetime.now()],
+            ).fetchone()[0]
+        status = "failed"
+        try:
+            yield run_id
+            status = "done"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            with self.db.transaction() as con:
+                con.execute(
+                    "update runs set finished_at = ?, status = ? where run_id = ?",
+                    [datetime.now(), status, run_id],
+                )
