@@ -1,6 +1,8 @@
 """The `tdb` command line. Each module registers its commands on the one group in `app`."""
 
-from taskonomy_db.cli import workspace_commands  # noqa: F401  (registers commands)
+# Imported for their side effect of registering commands, in the order of the method.
+from taskonomy_db.cli import workspace_commands  # noqa: F401, I001
+from taskonomy_db.cli import demo_commands  # noqa: F401
 from taskonomy_db.cli.app import cli
 
 

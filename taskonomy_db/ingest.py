@@ -90,15 +90,15 @@ def resolve_split_file(split_file: Path, split_set: str | None) -> tuple[Path, s
 def deterministic_split(buildings: list[str], fractions: dict[str, float]) -> dict[str, str]:
     """Split buildings by a hash of their names: stable under adding buildings, independent of file order.
 
-    With three or more buildings, val and test each get at least one.
+    Val and test get the floor of their share (at least one each with three or more buildings); train the rest.
     """
     total = sum(fractions[s] for s in SPLITS)
     if total <= 0 or any(fractions[s] < 0 for s in SPLITS):
         raise IngestError("split fractions must be non-negative and sum to more than zero")
     ordered = sorted(buildings, key=lambda b: hashlib.sha256(b.encode()).hexdigest())
     n = len(ordered)
-    n_test = round(n * fractions["test"] / total)
-    n_val = round(n * fractions["val"] / total)
+    n_test = int(n * fractions["test"] / total)
+    n_val = int(n * fractions["val"] / total)
     if n >= 3:
         n_test, n_val = max(n_test, 1), max(n_val, 1)
     n_train = max(n - n_val - n_test, 0)

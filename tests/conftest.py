@@ -1,0 +1,93 @@
+"""Shared fixtures: throwaway workspaces and small datasets written in the real Taskonomy layouts."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taskonomy_db.layout import file_name, relative_path
+from taskonomy_db.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO.parent / "shared" / "taskonomy-published"
+SPLITS_DIR = PUBLISHED / "splits"
+
+FIXTURE_DOMAINS = {"rgb": "png", "depth_zbuffer": "png", "points": "json", "class_object": "npy"}
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """A minimal valid PNG (8-bit grey or RGB, 16-bit grey) so fixtures need no imaging library."""
+    if array.ndim == 2:
+        color_type, channels = 0, 1
+    else:
+        color_type, channels = 2, array.shape[2]
+    bit_depth = 16 if array.dtype == np.uint16 else 8
+    height, width = array.shape[:2]
+    raw = array.astype(">u2" if bit_depth == 16 else np.uint8).reshape(height, width * channels)
+    scanlines = b"".join(b"\x00" + row.tobytes() for row in raw)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b"")
+    )
+
+
+def write_view(root: Path, layout: str, building: str, point: int, view: int, domains: dict[str, str]) -> None:
+    rng = np.random.default_rng(hash((building, point, view)) % 2**32)
+    for domain, ext in domains.items():
+        path = root / relative_path(layout, building, domain, file_name(point, view, domain, ext))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if ext == "png":
+            array = (
+                rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                if domain == "rgb"
+                else rng.integers(0, 65535, (8, 8), dtype=np.uint16)
+            )
+            path.write_bytes(png_bytes(array))
+        elif ext == "json":
+            path.write_text(json.dumps({"point_uuid": f"{building}-{point}", "view_id": view}))
+        else:
+            np.save(path, rng.random(5).astype(np.float32))
+
+
+def make_dataset(
+    root: Path,
+    buildings: list[str],
+    layout: str = "taskonomy",
+    points: int = 2,
+    views: int = 2,
+    domains: dict[str, str] | None = None,
+) -> Path:
+    for building in buildings:
+        for point in range(points):
+            for view in range(views):
+                write_view(root, layout, building, point, view, domains or FIXTURE_DOMAINS)
+    return root
+
+
+def tiny_split_buildings() -> dict[str, list[str]]:
+    """Buildings of the published tiny split CSV, by split."""
+    from taskonomy_db.ingest import read_split_csv
+
+    by_split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for building, split in read_split_csv(SPLITS_DIR / "train_val_test_tiny.csv").items():
+        by_split[split].append(building)
+    return by_split
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.init(tmp_path / "ws")
+
+
+requires_published = pytest.mark.skipif(
+    not PUBLISHED.is_dir(), reason=f"the paper's published data is not at {PUBLISHED}"
+)

@@ -1,0 +1,38 @@
+"""The command line as a whole: every command documented with an example, errors as one line."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+from taskonomy_db.cli import cli
+
+COMMANDS = sorted(cli.commands)
+
+
+def test_help_lists_every_command():
+    output = CliRunner().invoke(cli, ["--help"]).output
+    for name in COMMANDS:
+        assert name in output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_an_example(name):
+    command = cli.commands[name]
+    assert command.help and len(command.help.split()) > 5
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0
+    example = result.output.split("Example:", 1)
+    assert len(example) == 2 and f"tdb {name}" in example[1].replace("tdb-", "tdb ")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_workspace_command_reports_a_missing_workspace_in_one_line(tmp_path, name):
+    command = cli.commands[name]
+    if not any(isinstance(p, click.Option) and "--workspace" in p.opts for p in command.params):
+        pytest.skip(f"{name} does not use a workspace")
+    required = [p for p in command.params if isinstance(p, click.Argument) and p.required]
+    args = [name, *(["x"] * len(required)), "-w", str(tmp_path / "nowhere")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output

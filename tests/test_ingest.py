@@ -1,0 +1,189 @@
+"""Ingest of Taskonomy-format datasets in both layouts: splits, missing domains, bad files, idempotence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+from taskonomy_db.cli import cli
+
+from taskonomy_db.errors import IngestError
+from taskonomy_db.ingest import deterministic_split, ingest, read_split_csv
+from tests.conftest import SPLITS_DIR, make_dataset, requires_published, tiny_split_buildings
+
+
+def snapshot(workspace) -> tuple:
+    """Everything ingest may touch, to check that a failed ingest changed nothing."""
+    return tuple(
+        workspace.db.query(f"select * from {table} order by all").to_pylist()
+        for table in ("images", "datasets", "ingest_problems")
+    )
+
+
+def split_counts(workspace) -> dict[str, int]:
+    rows = workspace.db.query("select split, count(*) as n from images group by split").to_pylist()
+    return {row["split"]: row["n"] for row in rows}
+
+
+@requires_published
+def test_published_split_csv_has_cr_line_endings_and_known_counts():
+    raw = (SPLITS_DIR / "train_val_test_tiny.csv").read_bytes()
+    assert b"\r" in raw and b"\n" not in raw
+    counts = {"tiny": (25, 5, 5), "medium": (99, 20, 19), "full": (346, 67, 69), "fullplus": (383, 75, 79)}
+    for split_set, expected in counts.items():
+        splits = list(read_split_csv(SPLITS_DIR / f"train_val_test_{split_set}.csv").values())
+        assert (splits.count("train"), splits.count("val"), splits.count("test")) == expected
+
+
+@requires_published
+@pytest.mark.parametrize("layout", ["taskonomy", "omnidata"])
+def test_ingest_with_published_tiny_split_counts_images_per_split(tmp_path, workspace, layout):
+    tiny = tiny_split_buildings()
+    buildings = tiny["train"][:3] + tiny["val"][:2] + tiny["test"][:1] + ["notinsplit"]
+    root = make_dataset(tmp_path / "data", buildings, layout=layout, points=2, views=3)
+
+    report = ingest(workspace, root, split_file=SPLITS_DIR, split_set="tiny")
+
+    assert report.layout == layout
+    assert split_counts(workspace) == {"train": 18, "val": 12, "test": 6}
+    assert report.buildings_not_in_split == ["notinsplit"]
+    assert workspace.db.scalar("select count(*) from images where building = 'notinsplit'") == 0
+    row = workspace.db.query("select * from images order by image_id limit 1").to_pylist()[0]
+    for domain in ("rgb", "depth_zbuffer", "points", "class_object"):
+        assert Path(row[f"{domain}_path"]).is_file()
+    assert row["normal_path"] is None
+    assert workspace.db.scalar("select count(*) from missing_files") == 0
+
+
+def test_ingest_auto_detects_both_layouts_to_the_same_rows(tmp_path):
+    from taskonomy_db.workspace import Workspace
+
+    keys = {}
+    for layout in ("taskonomy", "omnidata"):
+        workspace = Workspace.init(tmp_path / f"ws_{layout}")
+        root = make_dataset(tmp_path / layout, ["aa", "bb", "cc", "dd"], layout=layout)
+        assert ingest(workspace, root).layout == layout
+        keys[layout] = workspace.db.query("select image_id, image_key, split from images order by all").to_pylist()
+    assert keys["taskonomy"] == keys["omnidata"]
+    assert len(keys["taskonomy"]) == 16
+
+
+def test_reingest_is_idempotent(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["aa", "bb", "cc"])
+    first = ingest(workspace, root)
+    before = workspace.db.query("select * from images order by image_id").to_pylist()
+    second = ingest(workspace, root)
+    assert first.n_new == 12 and second.n_new == 0
+    assert workspace.db.query("select * from images order by image_id").to_pylist() == before
+
+
+def test_missing_domain_is_recorded_not_dropped(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["aa", "bb", "cc"])
+    (root / "bb" / "depth_zbuffer" / "point_1_view_0_domain_depth_zbuffer.png").unlink()
+    for path in (root / "cc" / "points").iterdir():
+        path.unlink()
+    (root / "cc" / "points").rmdir()  # a whole domain folder missing for one building
+
+    report = ingest(workspace, root)
+
+    assert report.n_images == 12
+    assert report.missing_per_domain == {"depth_zbuffer": 1, "points": 4}
+    missing = workspace.db.query("select image_key, domain from missing_files order by all").to_pylist()
+    assert {"image_key": "bb/point_1_view_0", "domain": "depth_zbuffer"} in missing
+    assert sum(1 for row in missing if row["domain"] == "points") == 4
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("truncate_png", "truncated PNG"),
+        ("bad_name", "file name does not parse"),
+        ("bad_json", "unreadable"),
+        ("truncate_npy", "truncated .npy"),
+    ],
+)
+def test_bad_files_fail_cleanly_and_leave_the_workspace_as_it_was(tmp_path, workspace, breakage, message):
+    root = make_dataset(tmp_path / "data", ["aa", "bb", "cc"])
+    ingest(workspace, root)
+    before = snapshot(workspace)
+    make_dataset(root, ["dd"])
+    if breakage == "truncate_png":
+        bad = root / "dd" / "rgb" / "point_0_view_1_domain_rgb.png"
+        bad.write_bytes(bad.read_bytes()[:-30])
+    elif breakage == "bad_name":
+        bad = root / "dd" / "rgb" / "point_0_view_x_domain_rgb.png"
+        bad.write_bytes(b"\x89PNG")
+    elif breakage == "bad_json":
+        bad = root / "dd" / "points" / "point_0_view_0_domain_points.json"
+        bad.write_text("{not json")
+    else:
+        bad = root / "dd" / "class_object" / "point_1_view_1_domain_class_object.npy"
+        bad.write_bytes(bad.read_bytes()[:-4])
+
+    with pytest.raises(IngestError) as error:
+        ingest(workspace, root)
+    assert str(bad) in str(error.value) and message in str(error.value)
+    assert snapshot(workspace) == before
+
+    report = ingest(workspace, root, skip_bad=True)
+    assert [path for path, _ in report.problems] == [str(bad)]
+    assert workspace.db.scalar("select count(*) from images where building = 'dd'") == 4
+    assert workspace.db.scalar("select path from ingest_problems") == str(bad)
+
+
+@requires_published
+def test_split_csv_naming_no_ingested_building_is_refused(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["aa", "bb"])
+    before = snapshot(workspace)
+    with pytest.raises(IngestError, match="names none of the 2 ingested buildings"):
+        ingest(workspace, root, split_file=SPLITS_DIR / "train_val_test_tiny.csv")
+    assert snapshot(workspace) == before
+
+
+def test_bad_roots_and_options_are_refused(tmp_path, workspace):
+    with pytest.raises(IngestError, match="not found"):
+        ingest(workspace, tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IngestError, match="no Taskonomy files"):
+        ingest(workspace, tmp_path / "empty")
+    with pytest.raises(IngestError, match="needs --split-file"):
+        ingest(workspace, tmp_path / "empty", split_set="tiny")
+    assert workspace.db.scalar("select count(*) from images") == 0
+
+
+def test_deterministic_split_is_stable_and_keeps_val_and_test():
+    buildings = [f"b{i}" for i in range(10)]
+    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
+    split = deterministic_split(buildings, fractions)
+    assert split == deterministic_split(list(reversed(buildings)), fractions)
+    assert sorted(split.values()).count("train") == 8
+    assert set(deterministic_split(["x", "y", "z"], fractions).values()) == {"train", "val", "test"}
+
+
+def test_cli_ingest_reports_and_plain_duckdb_client_reads_every_relation(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["aa", "bb", "cc"], layout="omnidata")
+    result = CliRunner().invoke(cli, ["ingest", str(root), "-w", str(workspace.root), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"layout": "omnidata"' in result.output
+
+    con = duckdb.connect(str(workspace.db.path), read_only=True)
+    names = con.execute(
+        "select table_name from duckdb_tables() where schema_name = 'main' "
+        "union all select view_name from duckdb_views() where schema_name = 'main' and not internal"
+    ).fetchall()
+    assert {"tasks", "images", "encoders", "transfers", "losses", "runs"} <= {n for (n,) in names}
+    for (name,) in names:
+        con.execute(f'select count(*) from "{name}"').fetchone()
+    assert con.execute("select count(*) from images").fetchone()[0] == 12
+    con.close()
+
+
+def test_cli_ingest_bad_input_is_one_line_error(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["aa"])
+    (root / "aa" / "rgb" / "junk.png").write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["ingest", str(root), "-w", str(workspace.root)])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "junk.png" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,127 @@
+"""The workspace: init, settings, schema migrations, provenance, and read-only queries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from taskonomy_db.cli import cli
+
+from taskonomy_db.db import schema_version_available
+from taskonomy_db.errors import WorkspaceError
+from taskonomy_db.workspace import Workspace
+
+
+def test_init_creates_the_layout_and_a_migrated_store(tmp_path):
+    workspace = Workspace.init(tmp_path / "study", seed=7)
+    for name in ("tdb.toml", "taskonomy.duckdb", "models", "representations", "reports"):
+        assert (workspace.root / name).exists()
+    assert workspace.seed == 7
+    assert workspace.db.schema_version() == schema_version_available()
+    assert not workspace.db.needs_migration()
+    with pytest.raises(WorkspaceError, match="already a workspace"):
+        Workspace.init(workspace.root)
+
+
+def test_open_resolves_flag_then_env_then_cwd(tmp_path, monkeypatch):
+    Workspace.init(tmp_path / "a")
+    Workspace.init(tmp_path / "b")
+    monkeypatch.setenv("TDB_WORKSPACE", str(tmp_path / "b"))
+    assert Workspace.open(tmp_path / "a").root == tmp_path / "a"
+    assert Workspace.open().root == tmp_path / "b"
+    monkeypatch.delenv("TDB_WORKSPACE")
+    monkeypatch.chdir(tmp_path / "a")
+    assert Workspace.open().root.resolve() == (tmp_path / "a").resolve()
+    with pytest.raises(WorkspaceError, match="no workspace at"):
+        Workspace.open(tmp_path)
+
+
+def test_migration_upgrades_an_old_store_and_refuses_a_newer_one(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    with workspace.db.transaction() as con:
+        con.execute("update schema_meta set value = 'stale' where key = 'views_digest'")
+    assert workspace.db.needs_migration()
+    Workspace.open(workspace.root)
+    assert not workspace.db.needs_migration()
+    with workspace.db.transaction() as con:
+        con.execute("update schema_meta set value = '999' where key = 'version'")
+    with pytest.raises(WorkspaceError, match="newer than this taskonomy-db"):
+        Workspace.open(workspace.root)
+
+
+def test_settings_update_is_merged_and_malformed_file_is_reported(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    workspace.update_settings("train", {"epochs": 3, "tasks": ["normal", "depth_zbuffer"]})
+    assert workspace.settings["train"] == {"epochs": 3, "tasks": ["normal", "depth_zbuffer"]}
+    assert workspace.settings["split"]["train"] == 0.7
+    (workspace.root / "tdb.toml").write_text("[study\nseed = ")
+    with pytest.raises(WorkspaceError, match="tdb.toml"):
+        Workspace.open(workspace.root)
+
+
+def test_run_records_provenance_and_failure(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    with workspace.run("ingest", {"root": "x"}):
+        pass
+    with pytest.raises(RuntimeError), workspace.run("train"):
+        raise RuntimeError("boom")
+    rows = workspace.db.query("select command, status, settings, version from runs order by run_id").to_pylist()
+    assert [(r["command"], r["status"]) for r in rows] == [("ingest", "done"), ("train", "failed")]
+    assert json.loads(rows[0]["settings"]) == {"root": "x"}
+
+
+def test_query_is_read_only_without_write(tmp_path):
+    runner = CliRunner()
+    workspace = Workspace.init(tmp_path / "ws")
+    ws = ["-w", str(workspace.root)]
+    assert (
+        runner.invoke(
+            cli, ["query", "insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '')", *ws, "--write"]
+        ).exit_code
+        == 0
+    )
+
+    refused = runner.invoke(cli, ["query", "delete from tasks", *ws])
+    assert refused.exit_code == 1 and "--write" in refused.output
+    assert workspace.db.scalar("select count(*) from tasks") == 1
+
+    refused = runner.invoke(cli, ["query", "create table scratch_pad (x int)", *ws])
+    assert refused.exit_code == 1
+    assert workspace.db.scalar("select count(*) from duckdb_tables() where table_name = 'scratch_pad'") == 0
+
+    deleted = runner.invoke(cli, ["query", "delete from tasks", *ws, "--write"])
+    assert deleted.exit_code == 0
+    assert workspace.db.scalar("select count(*) from tasks") == 0
+
+
+def test_query_formats_and_output_file(tmp_path):
+    import pyarrow.parquet as pq
+
+    runner = CliRunner()
+    workspace = Workspace.init(tmp_path / "ws")
+    ws = ["-w", str(workspace.root)]
+    sql = "select * from (values (1, 'a'), (2, 'b')) as t(n, name)"
+    assert runner.invoke(cli, ["query", sql, *ws, "--format", "csv"]).output == "n,name\n1,a\n2,b\n"
+    assert json.loads(runner.invoke(cli, ["query", sql, *ws, "--format", "json"]).output) == [
+        {"n": 1, "name": "a"},
+        {"n": 2, "name": "b"},
+    ]
+    table = runner.invoke(cli, ["query", sql, *ws]).output.splitlines()
+    assert table[0].split() == ["n", "name"] and table[2].split() == ["1", "a"]
+    out = tmp_path / "result.parquet"
+    assert runner.invoke(cli, ["query", sql, *ws, "--format", "parquet", "--out", str(out)]).exit_code == 0
+    assert pq.read_table(out).num_rows == 2
+    missing_out = runner.invoke(cli, ["query", sql, *ws, "--format", "parquet"])
+    assert missing_out.exit_code == 2 and "--out" in missing_out.output
+    bad = runner.invoke(cli, ["query", "select * from no_such_table", *ws])
+    assert bad.exit_code == 1 and "no_such_table" in bad.output and "Traceback" not in bad.output
+
+
+def test_tables_lists_every_relation_with_a_description(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    result = CliRunner().invoke(cli, ["tables", "-w", str(workspace.root), "--format", "json"])
+    rows = json.loads(result.output)
+    names = {row["name"] for row in rows}
+    assert {"tasks", "images", "encoders", "transfers", "losses", "runs", "missing_files"} <= names
+    assert all(row["description"] for row in rows)
