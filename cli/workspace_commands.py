@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pyarrow.parquet as pq
+
 from taskonomy_db.cli.app import (
     cli,
     echo_json,
@@ -16,7 +17,6 @@ from taskonomy_db.cli.app import (
     warn,
     workspace_option,
 )
-
 from taskonomy_db.errors import QueryError
 from taskonomy_db.ingest import SPLIT_SETS, ingest
 from taskonomy_db.layout import LAYOUTS

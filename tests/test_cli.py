@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 from click.testing import CliRunner
+
 from taskonomy_db.cli import cli
 
 COMMANDS = sorted(cli.commands)

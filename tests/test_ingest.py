@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from taskonomy_db.cli import cli
 
+from taskonomy_db.cli import cli
 from taskonomy_db.errors import IngestError
 from taskonomy_db.ingest import deterministic_split, ingest, read_split_csv
 from tests.conftest import SPLITS_DIR, make_dataset, requires_published, tiny_split_buildings

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from taskonomy_db.cli import cli
 
+from taskonomy_db.cli import cli
 from taskonomy_db.db import schema_version_available
 from taskonomy_db.errors import WorkspaceError
 from taskonomy_db.workspace import Workspace
