@@ -37,3 +37,19 @@ def test_every_workspace_command_reports_a_missing_workspace_in_one_line(tmp_pat
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0
     assert "Traceback" not in result.output
+
+
+def test_cli_never_imports_duckdb():
+    import ast
+
+    from tests.conftest import REPO
+
+    for path in (REPO / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(name.split(".")[0] == "duckdb" for name in names), f"{path.name} imports duckdb"
