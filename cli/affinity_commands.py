@@ -1,0 +1,144 @@
+"""Commands over the affinity views: affinity (AHP, Quality, Gain), tree (task similarity), import-published."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from taskonomy_db.affinity import active_origin, affinity_rows, first_order_matrix
+from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, workspace_option
+from taskonomy_db.published import DATA_SIZES, import_published
+from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
+
+origin_option = click.option(
+    "--origin",
+    default=None,
+    help="measured, published_1k, published_16k or published_full (default: the active one, see active_origin).",
+)
+
+
+@cli.command()
+@click.option("--target", default=None, help="Only this target task.")
+@click.option("--order", type=click.IntRange(min=1), default=None, help="Only source sets of this order.")
+@click.option("--matrix", is_flag=True, help="The first-order source x target affinity matrix instead.")
+@origin_option
+@format_option()
+@workspace_option
+def affinity(
+    target: str | None,
+    order: int | None,
+    matrix: bool,
+    origin: str | None,
+    output_format: str,
+    workspace_path: Path | None,
+) -> None:
+    """Print AHP affinities with Quality (win rate vs gold) and Gain (win rate vs scratch) per transfer.
+
+    The numbers come from the SQL views affinity, quality, gain and first_order_affinity, which any DuckDB
+    client opened on the workspace file can query too. Within a target rows are sorted by affinity.
+
+    Example:
+
+        tdb affinity --target normal --order 1 --format csv
+    """
+    workspace = open_workspace(workspace_path)
+    if matrix:
+        table = first_order_matrix(workspace.db, origin)
+        if output_format == "json":
+            echo_json({"origin": table.origin, "matrix": _matrix_dict(table)})
+            return
+        columns = ["source", *table.targets]
+        rows = [
+            {"source": s, **dict(zip(table.targets, table.values[i], strict=True))} for i, s in enumerate(table.sources)
+        ]
+        click.echo(render_rows(rows, columns, output_format))
+        return
+    rows = affinity_rows(workspace.db, target, order, origin)
+    if output_format == "json":
+        echo_json(rows)
+        return
+    for row in rows:
+        row["sources"] = "+".join(row["sources"])
+    if output_format == "table":
+        click.echo(f"origin: {origin or active_origin(workspace.db)}", err=True)
+    click.echo(render_rows(rows, ["target", "sources", "order", "kind", "affinity", "quality", "gain"], output_format))
+
+
+def _matrix_dict(table: object) -> dict[str, dict[str, float | None]]:
+    return {s: dict(zip(table.targets, table.values[i], strict=True)) for i, s in enumerate(table.sources)}
+
+
+@cli.command()
+@click.option("--clusters", type=click.IntRange(min=1), default=4, show_default=True, help="Cut into K groups.")
+@origin_option
+@format_option(("text", "json"), default="text")
+@workspace_option
+def tree(clusters: int, origin: str | None, output_format: str, workspace_path: Path | None) -> None:
+    """Cluster tasks by their transferring-out pattern into the task similarity tree (dendrogram + groups).
+
+    Each task is described by its rank as a first-order source for every target; tasks are merged by Ward
+    linkage on the Euclidean distance between those rank vectors. Writes reports/task_tree.png and .svg.
+
+    Example:
+
+        tdb tree --clusters 4
+    """
+    workspace = open_workspace(workspace_path)
+    task_tree = build_tree(workspace.db, origin)
+    assignment = task_tree.clusters(clusters)
+    png, svg = draw_dendrogram(task_tree, assignment, workspace.path("reports"))
+    groups = [sorted(t for t, c in assignment.items() if c == k) for k in range(1, clusters + 1)]
+    ari, n_scored = agreement_with_paper(assignment)
+    if output_format == "json":
+        echo_json(
+            {
+                "origin": task_tree.origin,
+                "tasks": task_tree.tasks,
+                "clusters": assignment,
+                "groups": groups,
+                "linkage": task_tree.linkage_matrix.tolist(),
+                "adjusted_rand_index_vs_paper": ari,
+                "png": str(png),
+                "svg": str(svg),
+            }
+        )
+        return
+    click.echo(f"task similarity tree ({task_tree.origin}, {len(task_tree.tasks)} tasks, Ward on source ranks)")
+    click.echo(render_text(task_tree, assignment))
+    click.echo("")
+    for number, members in enumerate(groups, start=1):
+        click.echo(f"cluster {number}: {', '.join(members)}")
+    click.echo(f"adjusted Rand index vs the paper's four groups: {ari:.3f} (over {n_scored} tasks)")
+    click.echo(f"dendrogram: {png}, {svg}")
+
+
+@cli.command("import-published")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", type=click.Choice(DATA_SIZES), required=True, help="Which release: 1k, 16k or full data.")
+@format_option(("text", "json"), default="text")
+@workspace_option
+def import_published_command(path: Path, data: str, output_format: str, workspace_path: Path | None) -> None:
+    """Load the paper's released affinities and win rates, and serve them from the affinity views.
+
+    PATH is a copy of the original repository's published results (results/affinities, results/winrates).
+    Names become dataset domain names, self becomes gold and pixels scratch. The pickles are read with an
+    unpickler that allows only the numpy globals they use. The imported release becomes the active origin;
+    importing another data size switches to it.
+
+    Example:
+
+        tdb import-published ../shared/taskonomy-published --data 16k
+    """
+    workspace = open_workspace(workspace_path)
+    with workspace.run("import-published", {"path": str(path), "data": data}):
+        report = import_published(workspace.db, path, data)
+    if output_format == "json":
+        echo_json(dataclasses.asdict(report))
+        return
+    click.echo(
+        f"imported published {report.data}: {report.n_transfers} transfers for {report.n_targets} targets"
+        f" ({report.n_with_affinity} with an affinity, orders up to {report.max_order}) from {report.source_path}"
+    )
+    click.echo(f"the affinity, quality and gain views now serve published_{report.data}")

@@ -1,0 +1,111 @@
+-- view: pairwise_wins
+-- grain: one row per (target, candidate i, candidate j), i = j included, over the test images every candidate
+--        of the target has a loss for
+-- columns: target, source_index_i, source_index_j, sources_i, sources_j, n_wins (images where i's loss is lower
+--          than j's, ties counted as half), n_images, win_rate (n_wins / n_images; 0.5 on the diagonal)
+-- upstream: affinity_candidates, losses
+create or replace view pairwise_wins as
+with
+
+candidates as (
+    select target, source_index, sources, transfer_id from affinity_candidates
+),
+
+candidate_losses as materialized (
+    select candidates.target, candidates.source_index, losses.image_id, losses.loss
+    from losses
+    inner join candidates on candidates.transfer_id = losses.transfer_id
+),
+
+target_sizes as (
+    select target, count(*) as n_candidates from candidates group by target
+),
+
+-- Only images every candidate was tested on, so that the per-candidate loss lists below align position by position.
+common_images as (
+    select candidate_losses.target, candidate_losses.image_id
+    from candidate_losses
+    inner join target_sizes on target_sizes.target = candidate_losses.target
+    group by candidate_losses.target, candidate_losses.image_id, target_sizes.n_candidates
+    having count(*) = target_sizes.n_candidates
+),
+
+loss_lists as (
+    select
+        candidate_losses.target,
+        candidate_losses.source_index,
+        list(candidate_losses.loss order by candidate_losses.image_id) as loss_list
+    from candidate_losses
+    semi join common_images
+        on common_images.target = candidate_losses.target and common_images.image_id = candidate_losses.image_id
+    group by candidate_losses.target, candidate_losses.source_index
+),
+
+upper_pairs as (
+    select
+        lists_i.target,
+        lists_i.source_index as source_index_i,
+        lists_j.source_index as source_index_j,
+        lists_i.loss_list as losses_i,
+        lists_j.loss_list as losses_j
+    from loss_lists as lists_i
+    inner join loss_lists as lists_j
+        on lists_j.target = lists_i.target and lists_j.source_index > lists_i.source_index
+),
+
+-- Two unnests in one select list walk the lists in step: one row per (pair, image). Unnesting aligned lists
+-- is several times faster than joining the losses to themselves on image_id.
+image_comparisons as (
+    select target, source_index_i, source_index_j, unnest(losses_i) as loss_i, unnest(losses_j) as loss_j
+    from upper_pairs
+),
+
+-- sign(loss_j - loss_i) is +1 where i is better, -1 where j is, 0 on a tie, so wins with ties as half are
+-- (n + net) / 2 for i and (n - net) / 2 for j: one pass over each unordered pair serves both directions.
+upper_counts as materialized (
+    select
+        target,
+        source_index_i,
+        source_index_j,
+        count(*) as n_images,
+        sum(sign(loss_j - loss_i))::double as net_wins
+    from image_comparisons
+    group by target, source_index_i, source_index_j
+),
+
+diagonal_counts as (
+    select target, source_index as source_index_i, source_index as source_index_j, len(loss_list) as n_images
+    from loss_lists
+),
+
+all_pairs as (
+    select target, source_index_i, source_index_j, (n_images + net_wins) / 2 as n_wins, n_images
+    from upper_counts
+    union all
+    select target, source_index_j, source_index_i, (n_images - net_wins) / 2, n_images
+    from upper_counts
+    union all
+    select target, source_index_i, source_index_j, n_images / 2, n_images
+    from diagonal_counts
+),
+
+final as (
+    select
+        all_pairs.target,
+        all_pairs.source_index_i,
+        all_pairs.source_index_j,
+        candidates_i.sources as sources_i,
+        candidates_j.sources as sources_j,
+        all_pairs.n_wins,
+        all_pairs.n_images,
+        all_pairs.n_wins / all_pairs.n_images as win_rate
+    from all_pairs
+    inner join candidates as candidates_i
+        on candidates_i.target = all_pairs.target and candidates_i.source_index = all_pairs.source_index_i
+    inner join candidates as candidates_j
+        on candidates_j.target = all_pairs.target and candidates_j.source_index = all_pairs.source_index_j
+)
+
+select * from final;
+
+comment on view pairwise_wins is 'One row per (target, candidate i, candidate j): images where i beats j (ties half), images compared, win rate.';

@@ -1,0 +1,32 @@
+-- view: ahp_matrix
+-- grain: one row per (target, candidate i, candidate j), the diagonal included
+-- columns: target, source_index_i, source_index_j, win_rate (W), win_rate_clipped (W clipped to [0.001, 0.999],
+--          the paper's Laplace smoothing), win_ratio (W' = W / W^T: how many times more often i beats j than j beats i)
+-- upstream: pairwise_wins
+-- With ties counted as half, w_ji = 1 - w_ij, and the clip bounds are symmetric, so W^T needs no self-join.
+create or replace view ahp_matrix as
+with
+
+wins as (
+    select target, source_index_i, source_index_j, win_rate from pairwise_wins
+),
+
+clipped as (
+    select target, source_index_i, source_index_j, win_rate, least(greatest(win_rate, 0.001), 0.999) as win_rate_clipped
+    from wins
+),
+
+final as (
+    select
+        target,
+        source_index_i,
+        source_index_j,
+        win_rate,
+        win_rate_clipped,
+        win_rate_clipped / (1 - win_rate_clipped) as win_ratio
+    from clipped
+)
+
+select * from final;
+
+comment on view ahp_matrix is 'One row per (target, i, j): win rate W, W clipped to [0.001, 0.999], and W'' = W / W^T.';

@@ -1,0 +1,143 @@
+-- view: measured_affinity
+-- grain: one row per (target, candidate source set) of the workspace's own transfers
+-- columns: target, sources, "order", kind, affinity (AHP: the principal eigenvector of the target's W', summing
+--          to 1 per target), quality (win rate against gold; null if gold is not measured), gain (win rate against
+--          scratch; null if scratch is not measured), n_squarings (how many squarings the eigenvector took)
+-- upstream: affinity_candidates, ahp_matrix
+--
+-- The eigenvector is found by repeated squaring, a power iteration that doubles its exponent each step:
+-- M_{k+1} = M_k^2 / sum(M_k^2), so after k steps M is W'^(2^k) scaled, which tends to u v^T with u the principal
+-- eigenvector (W' is positive, so Perron-Frobenius gives a simple dominant eigenvalue and a positive u). The row
+-- sums of M are then proportional to u. It stops when u changes by less than 1e-15 between steps, or after 64
+-- steps (W'^(2^64)); the error after k steps shrinks like |lambda_2 / lambda_1|^(2^k).
+create or replace view measured_affinity as
+with recursive
+
+-- materialized: the quality and gain CTEs read it too, and every read would recompute the pairwise wins
+matrix_entries as materialized (
+    select target, source_index_i, source_index_j, win_rate, win_ratio from ahp_matrix
+),
+
+ratio_rows as (
+    select target, source_index_i, list(win_ratio order by source_index_j) as ratio_row
+    from matrix_entries
+    group by target, source_index_i
+),
+
+ratio_matrices as (
+    select target, list(ratio_row order by source_index_i) as ratio_matrix, count(*)::integer as n_sources
+    from ratio_rows
+    group by target
+),
+
+-- one row per (target, step): the normalised power of W', its row sums, and how much they moved in this step
+squarings as (
+    select
+        target,
+        n_sources,
+        0 as n_squarings,
+        ratio_matrix as power_matrix,
+        list_transform(ratio_matrix, lambda matrix_row: list_sum(matrix_row)) as row_sums,
+        1.0::double as change
+    from ratio_matrices
+
+    union all
+
+    select
+        target,
+        n_sources,
+        n_squarings + 1,
+        list_transform(squared, lambda matrix_row: list_transform(matrix_row, lambda entry: entry / squared_total)),
+        list_transform(squared, lambda matrix_row: list_sum(matrix_row) / squared_total),
+        list_max(
+            list_transform(
+                squared,
+                lambda matrix_row, row_number: abs(list_sum(matrix_row) / squared_total - previous_sums[row_number])
+            )
+        )
+    from (
+        select
+            target,
+            n_sources,
+            n_squarings,
+            list_transform(row_sums, lambda row_sum: row_sum / list_sum(row_sums)) as previous_sums,
+            squared,
+            list_sum(list_transform(squared, lambda matrix_row: list_sum(matrix_row))) as squared_total
+        from (
+            select
+                target,
+                n_sources,
+                n_squarings,
+                row_sums,
+                list_transform(
+                    power_matrix,
+                    lambda matrix_row: list_transform(
+                        range(1, n_sources + 1),
+                        lambda column_number: list_dot_product(
+                            matrix_row,
+                            list_transform(power_matrix, lambda other_row: other_row[column_number])
+                        )
+                    )
+                ) as squared
+            from squarings
+            where change > 1e-15 and n_squarings < 64
+        ) as step_products
+    ) as step_totals
+),
+
+eigenvectors as (
+    select target, n_sources, n_squarings, row_sums
+    from squarings
+    qualify row_number() over (partition by target order by n_squarings desc) = 1
+),
+
+affinities as (
+    select
+        eigenvectors.target,
+        unnest(range(1, eigenvectors.n_sources + 1)) as source_index,
+        unnest(eigenvectors.row_sums) / list_sum(eigenvectors.row_sums) as affinity,
+        eigenvectors.n_squarings
+    from eigenvectors
+),
+
+quality_wins as (
+    select matrix_entries.target, matrix_entries.source_index_i as source_index, matrix_entries.win_rate as quality
+    from matrix_entries
+    inner join affinity_candidates as gold
+        on gold.target = matrix_entries.target and gold.source_index = matrix_entries.source_index_j
+    where gold.kind = 'gold'
+),
+
+gain_wins as (
+    select matrix_entries.target, matrix_entries.source_index_i as source_index, matrix_entries.win_rate as gain
+    from matrix_entries
+    inner join affinity_candidates as scratch
+        on scratch.target = matrix_entries.target and scratch.source_index = matrix_entries.source_index_j
+    where scratch.kind = 'scratch'
+),
+
+final as (
+    select
+        affinity_candidates.target,
+        affinity_candidates.sources,
+        affinity_candidates."order",
+        affinity_candidates.kind,
+        affinities.affinity,
+        quality_wins.quality,
+        gain_wins.gain,
+        affinities.n_squarings
+    from affinity_candidates
+    inner join affinities
+        on affinities.target = affinity_candidates.target
+        and affinities.source_index = affinity_candidates.source_index
+    left join quality_wins
+        on quality_wins.target = affinity_candidates.target
+        and quality_wins.source_index = affinity_candidates.source_index
+    left join gain_wins
+        on gain_wins.target = affinity_candidates.target
+        and gain_wins.source_index = affinity_candidates.source_index
+)
+
+select * from final;
+
+comment on view measured_affinity is 'One row per (target, candidate) of the workspace''s transfers: AHP affinity, Quality and Gain.';

@@ -1,0 +1,90 @@
+"""Read the affinity views (sql/2x_*, sql/3x_*): per-target AHP affinities with Quality and Gain, and the
+first-order source x target matrix. The numbers themselves are computed in SQL so any DuckDB client sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from taskonomy_db.db import Database
+from taskonomy_db.errors import TdbError, UnknownTaskError
+
+
+class AffinityError(TdbError):
+    """No affinities to show: nothing measured or imported, or an unknown origin."""
+
+
+def active_origin(db: Database) -> str:
+    """The origin the `affinity`, `quality` and `gain` views serve: 'measured' or 'published_<data>'."""
+    return db.scalar("select origin from active_origin")
+
+
+def origins(db: Database) -> list[str]:
+    return [row["origin"] for row in db.query("select distinct origin from affinity_by_origin order by 1").to_pylist()]
+
+
+def _check_origin(db: Database, origin: str | None) -> str:
+    chosen = origin or active_origin(db)
+    if origin is not None and origin not in origins(db):
+        known = ", ".join(origins(db)) or "none"
+        raise AffinityError(f"no affinities from origin {origin!r} (available: {known})")
+    return chosen
+
+
+def affinity_rows(
+    db: Database, target: str | None = None, order: int | None = None, origin: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows of (target, sources, order, kind, affinity, quality, gain), best affinity first within each target."""
+    chosen = _check_origin(db, origin)
+    rows = db.query(
+        """
+        select target, sources, "order", kind, affinity, quality, gain
+        from affinity_by_origin
+        where origin = $origin
+            and ($target is null or target = $target)
+            and ($order is null or "order" = $order)
+        order by target, affinity desc nulls last, sources
+        """,
+        {"origin": chosen, "target": target, "order": order},
+    ).to_pylist()
+    if target is not None and not rows:
+        targets = db.query(
+            "select distinct target from affinity_by_origin where origin = $origin order by 1", {"origin": chosen}
+        ).column(0)
+        if target not in targets.to_pylist():
+            raise UnknownTaskError(f"no affinities for target {target!r} in {chosen}")
+    return rows
+
+
+@dataclass(frozen=True)
+class AffinityMatrix:
+    """First-order affinities as a dense source x target matrix (None where a transfer was not measured)."""
+
+    origin: str
+    sources: list[str]
+    targets: list[str]
+    values: list[list[float | None]]
+
+    def value(self, source: str, target: str) -> float | None:
+        return self.values[self.sources.index(source)][self.targets.index(target)]
+
+
+def first_order_matrix(db: Database, origin: str | None = None, column: str = "affinity") -> AffinityMatrix:
+    """The source x target matrix of `column` (affinity, quality or gain) over first-order candidates."""
+    if column not in ("affinity", "quality", "gain"):
+        raise ValueError(f"unknown column {column!r}")
+    chosen = _check_origin(db, origin)
+    rows = db.query(
+        f"""
+        select sources[1] as source, target, {column} as value
+        from affinity_by_origin
+        where origin = $origin and len(sources) = 1
+        """,
+        {"origin": chosen},
+    ).to_pylist()
+    sources = sorted({r["source"] for r in rows})
+    targets = sorted({r["target"] for r in rows})
+    values: list[list[float | None]] = [[None] * len(targets) for _ in sources]
+    for row in rows:
+        values[sources.index(row["source"])][targets.index(row["target"])] = row["value"]
+    return AffinityMatrix(chosen, sources, targets, values)
