@@ -1,0 +1,249 @@
+"""Commands of step 4: `tdb taxonomy` (the budgeted BIP, one solve or a sweep) and `tdb report` (the HTML report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, workspace_option
+from taskonomy_db.taxonomy import (
+    DEFAULT_BUDGET,
+    DEFAULT_MAX_ORDER,
+    OBJECTIVES,
+    Taxonomy,
+    TaxonomyInputError,
+    build_problem,
+    load_affinity_rows,
+    load_measurements,
+    per_target,
+    plain_number,
+    solve,
+    sweep,
+    sweep_tables,
+    taxonomy_json,
+)
+
+SWEEP_MAX_BUDGET = 10
+SWEEP_MAX_ORDER = 4  # the paper's tables stop at order 4
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists: --targets a,b --targets c."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, float]:
+    pairs = {}
+    for item in values:
+        for part in item.split(","):
+            task, sep, number = part.partition("=")
+            if not sep or not task.strip():
+                raise click.BadParameter(f"expected TASK=NUMBER, got {part!r}", param_hint=what)
+            try:
+                pairs[task.strip()] = float(number)
+            except ValueError:
+                raise click.BadParameter(f"{number!r} is not a number (in {part!r})", param_hint=what) from None
+    return pairs
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _render_taxonomy(taxonomy: Taxonomy, served: dict[str, dict[str, Any]], markdown: bool) -> str:
+    problem = taxonomy.problem
+    heading = (
+        f"taxonomy: budget {plain_number(problem.budget)}, max order {problem.max_order},"
+        f" objective {problem.objective} = {taxonomy.objective:.6g}"
+        f" (cost {plain_number(taxonomy.cost)}, {taxonomy.solver}, {taxonomy.seconds:.2f} s)"
+    )
+    supervised = f"supervised ({len(taxonomy.supervised)}): {', '.join(taxonomy.supervised) or '(none)'}"
+    rows = [
+        [
+            target,
+            "(supervised)" if info["supervised"] else " + ".join(info["sources"]),
+            str(info["order"]),
+            _cell(info["affinity"], 4),
+            _cell(info["gain"]),
+            _cell(info["quality"]),
+        ]
+        for target, info in served.items()
+    ]
+    table = _table(["target", "served by", "order", "affinity", "gain", "quality"], rows, markdown)
+    if markdown:
+        return f"## Taxonomy\n\n{heading}\n\n{supervised}\n\n{table}"
+    return f"{heading}\n{supervised}\n\n{table}"
+
+
+def _render_sweep(tables: dict[str, Any], markdown: bool) -> str:
+    budgets = tables["budgets"]
+    header = ["target", *(f"B={plain_number(b)}" for b in budgets)]
+    parts = []
+    for order in tables["orders"]:
+        for name in ("gain", "quality"):
+            rows = [
+                [target, *(_cell(tables[name][order][target].get(b), 2) for b in budgets)]
+                for target in tables["targets"]
+            ]
+            title = f"{name.capitalize()}, max order {order}"
+            parts.append((f"## {title}" if markdown else f"{title}:") + "\n\n" + _table(header, rows, markdown))
+    rows = [
+        [
+            str(s["max_order"]),
+            plain_number(s["budget"]),
+            _cell(s["mean_quality"]),
+            _cell(s["random_mean_quality"]),
+            _cell(s["random_p95_quality"]),
+            str(s["n_random"]),
+            _cell(s["percentile"], 1) if s["feasible"] else "infeasible",
+        ]
+        for s in tables["significance"]
+    ]
+    header = ["max order", "budget", "mean quality", "random mean", "random p95", "n random", "percentile"]
+    title = "Structure significance (taxonomy mean Quality against random feasible policies)"
+    parts.append((f"## {title}" if markdown else f"{title}:") + "\n\n" + _table(header, rows, markdown))
+    return "\n\n".join(parts)
+
+
+def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
+    def keyed(table: dict[int, dict[str, dict[float, Any]]]) -> dict[str, Any]:
+        return {
+            str(order): {t: {plain_number(b): v for b, v in row.items()} for t, row in per_order.items()}
+            for order, per_order in table.items()
+        }
+
+    return {**tables, "gain": keyed(tables["gain"]), "quality": keyed(tables["quality"])}
+
+
+@cli.command("taxonomy")
+@click.option(
+    "--budget",
+    type=float,
+    default=None,
+    help=f"Supervision budget (default {plain_number(DEFAULT_BUDGET)}); with --sweep the largest budget"
+    f" (default {SWEEP_MAX_BUDGET}).",
+)
+@click.option(
+    "--max-order",
+    type=int,
+    default=None,
+    help=f"Largest source set of a transfer (default {DEFAULT_MAX_ORDER}); with --sweep the largest order"
+    f" (default {SWEEP_MAX_ORDER}).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(OBJECTIVES),
+    default="sqrt",
+    show_default=True,
+    help="sqrt: the public API's sqrt(affinity) clipped to [1e-5, 1]; affinity: the paper's formula.",
+)
+@click.option("--targets", multiple=True, help="Tasks that may be targets (comma-separated; default: all measured).")
+@click.option("--sources", multiple=True, help="Tasks that may be sources (comma-separated; default: all).")
+@click.option("--source-only", multiple=True, help="Tasks that may only be sources (comma-separated).")
+@click.option("--target-only", multiple=True, help="Tasks that cannot be supervised, only transferred to.")
+@click.option("--cost", multiple=True, metavar="TASK=C", help="Cost of fully supervising TASK (default 1).")
+@click.option("--transfer-cost", multiple=True, metavar="TASK=C", help="Cost of a transfer to TASK (default 0).")
+@click.option("--value", multiple=True, metavar="TASK=V", help="Relative value of TASK (default 1).")
+@click.option("--sweep", "do_sweep", is_flag=True, help="Budgets 1..B x max orders 1..K: Gain/Quality tables.")
+@click.option(
+    "--random-policies",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Random feasible policies per sweep cell for structure significance.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the random policies (default: the study's seed).")
+@format_option(("text", "json", "md"), default="text")
+@workspace_option
+def taxonomy_command(
+    budget: float | None,
+    max_order: int | None,
+    objective: str,
+    targets: tuple[str, ...],
+    sources: tuple[str, ...],
+    source_only: tuple[str, ...],
+    target_only: tuple[str, ...],
+    cost: tuple[str, ...],
+    transfer_cost: tuple[str, ...],
+    value: tuple[str, ...],
+    do_sweep: bool,
+    random_policies: int,
+    seed: int | None,
+    output_format: str,
+    workspace_path: Path | None,
+) -> None:
+    """Choose which tasks to supervise and the transfer serving every other target, within a budget.
+
+    Solves the binary integer program of the Taskonomy method on the workspace's `affinity` view with the
+    public API's semantics: a transfer only from supervised sources, each target supervised or served by one
+    transfer, budget over supervision and transfer costs. Infeasible settings exit with code 2 and say why.
+    With --sweep: budgets 1..B and max orders 1..K give the paper's Gain and Quality tables and the structure
+    significance of each taxonomy against random feasible policies of the same budget and order.
+
+    Example:
+
+        tdb taxonomy --budget 4 --max-order 2 --target-only vanishing_point --cost normal=2 --format json
+    """
+    workspace = open_workspace(workspace_path)
+    rows = load_affinity_rows(workspace.db)
+    measurements = load_measurements(workspace.db)
+    settings: dict[str, Any] = {
+        "objective": objective,
+        "targets": _names(targets) or None,
+        "sources": _names(sources) or None,
+        "source_only": _names(source_only),
+        "target_only": _names(target_only),
+        "supervision_cost": _pairs(cost, "--cost"),
+        "transfer_cost": _pairs(transfer_cost, "--transfer-cost"),
+        "value": _pairs(value, "--value"),
+    }
+    markdown = output_format == "md"
+    if do_sweep:
+        top_budget = SWEEP_MAX_BUDGET if budget is None else budget
+        top_order = SWEEP_MAX_ORDER if max_order is None else max_order
+        if top_budget < 1 or top_order < 1:
+            raise TaxonomyInputError("--sweep needs --budget >= 1 and --max-order >= 1")
+        cells = sweep(
+            rows,
+            measurements,
+            budgets=[float(b) for b in range(1, int(top_budget) + 1)],
+            orders=list(range(1, top_order + 1)),
+            n_random=random_policies,
+            seed=workspace.seed if seed is None else seed,
+            **settings,
+        )
+        tables = sweep_tables(cells, measurements)
+        if output_format == "json":
+            echo_json({"objective_kind": objective, **_json_tables(tables)})
+        else:
+            click.echo(_render_sweep(tables, markdown))
+        return
+    problem = build_problem(
+        rows,
+        budget=DEFAULT_BUDGET if budget is None else budget,
+        max_order=DEFAULT_MAX_ORDER if max_order is None else max_order,
+        **settings,
+    )
+    taxonomy = solve(problem)
+    if output_format == "json":
+        echo_json(taxonomy_json(taxonomy, measurements))
+        return
+    click.echo(_render_taxonomy(taxonomy, per_target(taxonomy, measurements), markdown))
