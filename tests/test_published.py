@@ -1,0 +1,135 @@
+"""`tdb import-published` on the paper's released results, and the unpickler that refuses anything but numpy."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from taskonomy_db.cli import cli
+from taskonomy_db.published import PAPER_TO_DOMAIN, PublishedDataError, load_pickle, set_active
+from taskonomy_db.workspace import Workspace
+from tests.conftest import PUBLISHED
+
+needs_published = pytest.mark.skipif(
+    not (PUBLISHED / "results").is_dir(), reason=f"the paper's released results are not at {PUBLISHED}"
+)
+
+
+def import_into(workspace: Workspace, data: str) -> dict:
+    result = CliRunner().invoke(
+        cli, ["import-published", str(PUBLISHED), "--data", data, "-w", str(workspace.root), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture(scope="module")
+def published_workspace(tmp_path_factory):
+    if not (PUBLISHED / "results").is_dir():
+        pytest.skip(f"the paper's released results are not at {PUBLISHED}")
+    workspace = Workspace.init(tmp_path_factory.mktemp("published") / "ws")
+    import_into(workspace, "1k")
+    import_into(workspace, "16k")
+    return workspace
+
+
+@needs_published
+@pytest.mark.parametrize(("data", "n_affinities"), [("1k", 1418), ("16k", 1758)])
+def test_affinities_sum_to_one_per_target_as_released(published_workspace, data, n_affinities):
+    set_active(published_workspace.db, data)
+    with duckdb.connect(str(published_workspace.db.path), read_only=True) as con:
+        sums = con.sql("select target, sum(affinity), count(*) from affinity group by target").fetchall()
+        origin = con.execute("select origin from active_origin").fetchone()[0]
+    assert origin == f"published_{data}"
+    assert len(sums) == 22 and sum(n for _, _, n in sums) == n_affinities
+    for target, total, _ in sums:
+        assert total == pytest.approx(1.0, abs=1e-12), target
+
+
+@needs_published
+def test_names_are_mapped_to_domains_and_baselines(published_workspace):
+    set_active(published_workspace.db, "16k")
+    rows = published_workspace.db.query('select target, sources, "order" from affinity').to_pylist()
+    names = {r["target"] for r in rows} | {s for r in rows for s in r["sources"]}
+    paper_only = set(PAPER_TO_DOMAIN) - set(PAPER_TO_DOMAIN.values())
+    assert not names & paper_only
+    assert {"gold", "random", "normal", "depth_zbuffer", "class_scene", "inpainting", "vanishing_point"} <= names
+    assert all(r["sources"] == sorted(r["sources"]) and r["order"] == len(r["sources"]) for r in rows)
+    targets = {r["target"] for r in rows}
+    first_order = {(r["target"], r["sources"][0]) for r in rows if r["order"] == 1}
+    assert all((t, "gold") in first_order and (t, t) in first_order for t in targets)  # self__t and t__t
+    quality = published_workspace.db.query("select quality from quality where sources = ['gold']").column(0)
+    assert set(quality.to_pylist()) == {0.5}  # gold against itself, as released
+    assert published_workspace.db.scalar("select count(*) from gain") == 1762
+
+
+@needs_published
+def test_switching_origins(published_workspace):
+    set_active(published_workspace.db, None)
+    assert published_workspace.db.scalar("select origin from active_origin") == "measured"
+    assert published_workspace.db.scalar("select count(*) from affinity") == 0
+    set_active(published_workspace.db, "1k")
+    assert published_workspace.db.scalar('select max("order") from affinity') == 4
+    with pytest.raises(PublishedDataError, match="not imported"):
+        set_active(published_workspace.db, "full")
+
+
+class RunsACommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "all_affinities_16k.pkl"
+    evil.write_bytes(pickle.dumps({"rgb2depth__normal": RunsACommand(marker)}, protocol=3))
+    with pytest.raises(PublishedDataError, match=r"refused to load .*(posix|os)\.system is not allowed"):
+        load_pickle(evil)
+    assert not marker.exists()
+
+
+def test_crafted_pickle_through_the_command(tmp_path):
+    marker = tmp_path / "pwned"
+    release = tmp_path / "release" / "results"
+    for folder, names in {
+        "affinities": ["all_affinities_1k"],
+        "winrates": ["wins_vs_task_1k", "wins_vs_pixels_1k"],
+    }.items():
+        (release / folder).mkdir(parents=True)
+        for name in names:
+            (release / folder / f"{name}.pkl").write_bytes(pickle.dumps({"x__normal": RunsACommand(marker)}))
+    workspace = Workspace.init(tmp_path / "ws")
+    result = CliRunner().invoke(
+        cli, ["import-published", str(release.parent), "--data", "1k", "-w", str(workspace.root)]
+    )
+    assert result.exit_code == 1
+    assert "is not allowed" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
+    assert workspace.db.scalar("select count(*) from published_transfers") == 0
+
+
+def test_object_dtype_scalars_are_refused(tmp_path):
+    # numpy's scalar() would read these bytes as a PyObject pointer: memory corruption, so refused outright.
+    crafted = tmp_path / "object.pkl"
+    crafted.write_bytes(pickle.dumps({"a__b": np.array([None], dtype=object)[0:1]}, protocol=3))
+    with pytest.raises(PublishedDataError, match="refused"):
+        load_pickle(crafted)
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"rgb2depth__normal": np.float64(0.25)}, protocol=3))
+    assert load_pickle(plain) == {"rgb2depth__normal": 0.25}
+
+
+def test_malformed_release_is_a_clear_error(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    result = CliRunner().invoke(cli, ["import-published", str(tmp_path), "--data", "16k", "-w", str(workspace.root)])
+    assert result.exit_code == 1 and "does not look like taskonomy-published" in result.output

@@ -1,0 +1,60 @@
+"""`tdb tree`: the task similarity tree on the paper's released 16k affinities, and the ARI it is judged by."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from taskonomy_db.cli import cli
+from taskonomy_db.tree import PAPER_GROUPS, adjusted_rand_index
+from taskonomy_db.workspace import Workspace
+from tests.conftest import PUBLISHED
+
+
+def test_adjusted_rand_index_known_values():
+    assert adjusted_rand_index([0, 0, 1, 1], [1, 1, 0, 0]) == 1.0
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 0, 1, 2]) == pytest.approx(0.5714285714285714)
+    assert adjusted_rand_index([0, 0, 0, 1, 1, 1], [0, 1, 0, 1, 0, 1]) == pytest.approx(
+        -1 / 9
+    )  # worked by hand: (2 - 2.4) / (6 - 2.4)
+
+
+@pytest.fixture(scope="module")
+def workspace_16k(tmp_path_factory):
+    if not (PUBLISHED / "results").is_dir():
+        pytest.skip(f"the paper's released results are not at {PUBLISHED}")
+    workspace = Workspace.init(tmp_path_factory.mktemp("tree") / "ws")
+    result = CliRunner().invoke(cli, ["import-published", str(PUBLISHED), "--data", "16k", "-w", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    return workspace
+
+
+def test_tree_recovers_the_papers_four_groups(workspace_16k):
+    result = CliRunner().invoke(cli, ["tree", "-w", str(workspace_16k.root), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    tree = json.loads(result.output)
+    truth = {task: group for group, tasks in PAPER_GROUPS.items() for task in tasks}
+    scored = [t for t in tree["tasks"] if t in truth]
+    assert len(scored) == 25 and "gold" not in tree["tasks"]
+    ari = adjusted_rand_index([truth[t] for t in scored], [tree["clusters"][t] for t in scored])
+    assert ari >= 0.8 and ari == pytest.approx(tree["adjusted_rand_index_vs_paper"])
+    assert len(tree["groups"]) == 4
+    for path in (tree["png"], tree["svg"]):
+        assert (workspace_16k.root / "reports" / path.rsplit("/", 1)[-1]).stat().st_size > 1000
+    assert workspace_16k.path("reports", "task_tree.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_tree_text_and_cluster_count(workspace_16k):
+    result = CliRunner().invoke(cli, ["tree", "-w", str(workspace_16k.root), "--clusters", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert sum(line.startswith("cluster ") for line in lines) == 2
+    assert any(line.rstrip().endswith("normal  [1]") or line.rstrip().endswith("normal  [2]") for line in lines)
+
+
+def test_tree_without_affinities_is_a_clear_error(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    result = CliRunner().invoke(cli, ["tree", "-w", str(workspace.root)])
+    assert result.exit_code == 1 and "at least two source tasks" in result.output
