@@ -27,3 +27,23 @@ class InfeasibleError(TdbError):
     """An optimisation problem has no feasible solution."""
 
     exit_code = 2
+
+
+class DataError(TdbError):
+    """The images or labels a task needs are missing or cannot be decoded."""
+
+
+class TrainingError(TdbError):
+    """A task network cannot be trained (no data, empty split) or its checkpoint is unusable."""
+
+
+class ExportError(TdbError):
+    """An encoder cannot be exported to ONNX, or the export fails its checks (checker, parity)."""
+
+
+class EncoderError(TdbError):
+    """An ONNX encoder does not match its registration or the dataset (hash, input shape), or is unusable."""
+
+
+class GenerateError(TdbError):
+    """The dataset generator's settings or output folder are unusable."""

@@ -1,0 +1,253 @@
+"""Network definitions: registries of encoders and decoders, one factory each, and the task network.
+
+An encoder maps clean RGB in [0, 1] (N, 3, S, S) to a spatial representation (N, C, S/8, S/8): the paper's
+16x16x8 at 256 px is 8x8x8 at the default 64 px. A decoder per output kind maps the representation to the
+task's output. `TaskNetwork` splits the two (`forward_features` vs `forward_head`): export keeps only the
+feature path, transfers train new heads on it.
+
+Everything a consumer needs to rebuild a network is in `NetworkConfig`, which checkpoints and ONNX metadata carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from taskonomy_db.tasks import TaskSpec, grey
+
+ENCODER_STRIDE = 8
+# Inputs are centred and scaled inside the graph, so every exported encoder takes plain RGB in [0, 1].
+INPUT_MEAN = 0.5
+INPUT_STD = 0.25
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The architecture as data: read by train (to build), export (metadata) and extract (input spec)."""
+
+    encoder: str = "resnet_small"
+    input_size: int = 64
+    width: int = 32
+    depth: int = 1  # residual blocks per stage
+    representation_channels: int = 8
+    decoder_width: int = 64
+
+    @property
+    def representation_shape(self) -> tuple[int, int, int]:
+        side = self.input_size // ENCODER_STRIDE
+        return (self.representation_channels, side, side)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+# ---------------------------------------------------------------- registries
+
+_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+_DECODERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _register(table: dict[str, Callable[..., nn.Module]], what: str) -> Callable:
+    def decorator(name: str) -> Callable:
+        def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+            if name in table:
+                raise ValueError(f"{what} {name!r} is already registered")
+            table[name] = builder
+            return builder
+
+        return register
+
+    return decorator
+
+
+register_encoder = _register(_ENCODERS, "encoder")
+register_decoder = _register(_DECODERS, "decoder")
+
+
+def list_encoders() -> list[str]:
+    return list(_ENCODERS)
+
+
+def list_decoders() -> list[str]:
+    return list(_DECODERS)
+
+
+def create_encoder(name: str, **cfg: Any) -> nn.Module:
+    """The only way to build an encoder: `create_encoder('resnet_small', width=16, ...)`."""
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; registered: {', '.join(_ENCODERS)}")
+    return _ENCODERS[name](**cfg)
+
+
+def create_decoder(output_kind: str, **cfg: Any) -> nn.Module:
+    """The decoder for a task's output kind (dense, dense_classes, embedding, distribution, classes)."""
+    if output_kind not in _DECODERS:
+        raise ValueError(f"no decoder for output kind {output_kind!r}; registered: {', '.join(_DECODERS)}")
+    return _DECODERS[output_kind](**cfg)
+
+
+# ---------------------------------------------------------------- encoder
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(out)))
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
+class ResidualEncoder(nn.Module):
+    """A small ResNet: a 4x4 patch stem (stride 4, `width` channels), residual blocks, a stride-2 stage with
+    2*width channels, residual blocks, and a 1x1 projection to the representation (stride 8 overall).
+
+    Shaped for CPU speed: no convolution runs at full resolution, where thin layers are slowest per FLOP.
+    `grey_input` computes luminance inside the graph (colorization's encoder)."""
+
+    def __init__(
+        self,
+        input_size: int = 64,
+        width: int = 32,
+        depth: int = 1,
+        representation_channels: int = 8,
+        grey_input: bool = False,
+    ) -> None:
+        super().__init__()
+        if input_size % ENCODER_STRIDE:
+            raise ValueError(f"input size must be a multiple of {ENCODER_STRIDE}, got {input_size}")
+        self.input_size = input_size
+        self.grey_input = grey_input
+        stem = nn.Sequential(nn.Conv2d(3, width, 4, stride=4, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.trunk = nn.Sequential(
+            stem,
+            *(ResidualBlock(width) for _ in range(depth)),
+            _conv_bn(width, 2 * width, stride=2),
+            *(ResidualBlock(2 * width) for _ in range(depth)),
+        )
+        self.project = nn.Conv2d(2 * width, representation_channels, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.grey_input:
+            image = grey(image)
+        return self.project(self.trunk((image - INPUT_MEAN) / INPUT_STD))
+
+
+@register_encoder("resnet_small")
+def resnet_small(**cfg: Any) -> nn.Module:
+    return ResidualEncoder(**cfg)
+
+
+# ---------------------------------------------------------------- decoders
+
+
+class DenseDecoder(nn.Module):
+    """Representation -> full-resolution map: conv, upsample-and-conv stages, and a final 1x1 conv whose channels
+    are rearranged into 4x4 pixel blocks (pixel shuffle), so no convolution runs at full resolution."""
+
+    def __init__(
+        self, representation_shape: tuple[int, int, int], out_channels: int, output_size: int, width: int = 64
+    ) -> None:
+        super().__init__()
+        channels, side, _ = representation_shape
+        factor = output_size // side
+        if factor * side != output_size or factor < 4 or factor & (factor - 1):
+            raise ValueError(f"output size {output_size} must be a power-of-two multiple (>= 4) of {side}")
+        layers: list[nn.Module] = [_conv_bn(channels, width, stride=1)]
+        c_in = width
+        while factor > 4:
+            c_out = max(c_in // 2, 16)
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), _conv_bn(c_in, c_out, stride=1)]
+            c_in, factor = c_out, factor // 2
+        layers += [nn.Conv2d(c_in, out_channels * 16, 1), nn.PixelShuffle(4)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, representation: torch.Tensor) -> torch.Tensor:
+        return self.layers(representation)
+
+
+class VectorDecoder(nn.Module):
+    """Representation -> a vector of logits (class distribution or class index): conv, pool, linear."""
+
+    def __init__(
+        self, representation_shape: tuple[int, int, int], out_channels: int, width: int = 64, **_: Any
+    ) -> None:
+        super().__init__()
+        channels, side, _ = representation_shape
+        self.conv = _conv_bn(channels, width, stride=1)
+        # Pool to a small grid rather than one cell: jigsaw needs to know *where* each tile's content sits.
+        self.pool = nn.AdaptiveAvgPool2d(min(side, 4))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * min(side, 4) ** 2, out_channels))
+
+    def forward(self, representation: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.conv(representation)))
+
+
+for _kind in ("dense", "dense_classes", "embedding"):
+    register_decoder(_kind)(DenseDecoder)
+for _kind in ("distribution", "classes"):
+    register_decoder(_kind)(VectorDecoder)
+
+
+# ---------------------------------------------------------------- the task network
+
+
+class TaskNetwork(nn.Module):
+    """A task's encoder-decoder. `forward_features` is the representation, `forward_head` the task output."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward_features(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(image)
+
+    def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
+        return self.decoder(representation)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(image))
+
+
+def build_encoder(config: NetworkConfig, spec: TaskSpec | None = None) -> nn.Module:
+    """The encoder of `config`, with a grey-input layer when the task (colorization) sees luminance only."""
+    return create_encoder(
+        config.encoder,
+        input_size=config.input_size,
+        width=config.width,
+        depth=config.depth,
+        representation_channels=config.representation_channels,
+        grey_input=spec is not None and spec.input_kind == "grey",
+    )
+
+
+def create_task_network(spec: TaskSpec, config: NetworkConfig) -> TaskNetwork:
+    """Encoder plus the decoder for the task's output kind, sized from the config."""
+    decoder = create_decoder(
+        spec.output_kind,
+        representation_shape=config.representation_shape,
+        out_channels=spec.out_channels,
+        output_size=config.input_size,
+        width=config.decoder_width,
+    )
+    return TaskNetwork(build_encoder(config, spec), decoder)

@@ -1,0 +1,354 @@
+"""Gold-standard training (`tdb train`): one fully supervised encoder-decoder per task on the train split.
+
+Per task: validation loss after every epoch (stored in `training_epochs`), the best checkpoint kept at
+`models/<task>.pt`, and at the end the per-image test loss of that checkpoint against the trivial baseline
+(`gold_results`). A task whose result exists with the same settings is skipped; an interrupted task resumes
+from `models/<task>.last.pt` after its last finished epoch, giving the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from taskonomy_db.data import TaskData, load_task_data
+from taskonomy_db.errors import TrainingError
+from taskonomy_db.models.networks import NetworkConfig, TaskNetwork, create_task_network
+from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
+from taskonomy_db.workspace import Workspace
+
+# The [train] section of tdb.toml; CLI flags override single keys. Sized for a 2-core CPU at 64 px.
+DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
+    "image_size": 64,
+    "epochs": 10,
+    "width": 32,
+    "depth": 1,
+    "representation_channels": 8,
+    "batch_size": 32,
+    "learning_rate": 0.003,
+    "weight_decay": 0.0001,
+    "threads": 0,  # 0 = torch's default
+}
+EVAL_BATCH = 128
+
+
+@dataclass
+class TrainResult:
+    task: str
+    test_loss: float
+    baseline_loss: float
+    beats_baseline: bool
+    best_epoch: int
+    n_epochs: int
+    n_train_images: int
+    n_test_images: int
+    seconds: float
+    skipped: bool = False
+
+
+def train_settings(workspace: Workspace, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then tdb.toml's [train], then non-None `overrides`."""
+    settings = dict(DEFAULT_TRAIN_SETTINGS)
+    settings.update(workspace.settings.get("train", {}))
+    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = set(settings) - set(DEFAULT_TRAIN_SETTINGS)
+    if unknown:
+        raise TrainingError(f"unknown [train] setting(s): {', '.join(sorted(unknown))}")
+    return settings
+
+
+def network_config(settings: dict[str, Any]) -> NetworkConfig:
+    return NetworkConfig(
+        input_size=int(settings["image_size"]),
+        width=int(settings["width"]),
+        depth=int(settings["depth"]),
+        representation_channels=int(settings["representation_channels"]),
+    )
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    # Threads change speed, not results, so a different thread count does not retrain anything.
+    relevant = {k: v for k, v in settings.items() if k != "threads"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def checkpoint_path(workspace: Workspace, task: str) -> Path:
+    return workspace.path("models", f"{task}.pt")
+
+
+def task_seed(seed: int, task: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(task.encode())) % 2**31
+
+
+def set_threads(threads: int) -> None:
+    if threads and threads > 0:
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_gold_network(workspace: Workspace, task: str) -> tuple[TaskNetwork, NetworkConfig]:
+    """The trained gold-standard network of `task` in eval mode, with its architecture config."""
+    path = checkpoint_path(workspace, task)
+    if not path.is_file():
+        raise TrainingError(f"no trained network for {task} ({path} missing); run `tdb train {task}`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        config = NetworkConfig.from_dict(state["config"])
+        network = create_task_network(get_task(task), config)
+        network.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, ValueError, EOFError) as error:
+        raise TrainingError(f"cannot load {path}: {error}") from error
+    return network.eval(), config
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def per_image_losses(network: TaskNetwork, data: TaskData, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """The task loss of every image of `data` (float64, row-aligned), with deterministic corruptions."""
+    network.eval()
+    spec = data.spec
+    out = []
+    for start in range(0, len(data), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(data)))
+        batch = data.batch(rows, train=False)
+        out.append(spec.loss(network(batch.inputs), batch.targets, batch.masks).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@torch.no_grad()
+def baseline_losses(spec: TaskSpec, train: TaskData, test: TaskData) -> np.ndarray:
+    """Per-image test losses of the trivial predictor fitted on the train split's targets."""
+    all_rows = torch.arange(len(train))
+    fit = train.batch(all_rows, train=False)
+    prediction = spec.baseline_prediction(fit.targets, fit.masks)
+    out = []
+    for start in range(0, len(test), EVAL_BATCH):
+        rows = torch.arange(start, min(start + EVAL_BATCH, len(test)))
+        batch = test.batch(rows, train=False)
+        expanded = prediction.expand(len(rows), *prediction.shape[1:])
+        out.append(spec.loss(expanded, batch.targets, batch.masks).double().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_per_image(workspace: Workspace, task: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, losses) of the trained gold network on one split: the gold baseline of transfers."""
+    network, config = load_gold_network(workspace, task)
+    data = load_task_data(workspace, task, [split], size=config.input_size)
+    return data.image_ids, per_image_losses(network, data)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _stored_result(workspace: Workspace, task: str, digest: str) -> TrainResult | None:
+    rows = workspace.db.query(
+        "select * from gold_results where task = ? and settings_hash = ?", [task, digest]
+    ).to_pylist()
+    if not rows or not checkpoint_path(workspace, task).is_file():
+        return None
+    row = rows[0]
+    return TrainResult(
+        task,
+        row["test_loss"],
+        row["baseline_loss"],
+        row["beats_baseline"],
+        row["best_epoch"],
+        row["n_epochs"],
+        row["n_train_images"],
+        row["n_test_images"],
+        row["seconds_train"],
+        skipped=True,
+    )
+
+
+def train_task(
+    workspace: Workspace, task: str, settings: dict[str, Any], force: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train (or resume, or skip) the gold-standard network of one task; returns its test result."""
+    spec = get_task(task)
+    digest = settings_hash(settings)
+    if not force:
+        stored = _stored_result(workspace, task, digest)
+        if stored is not None:
+            return stored
+    set_threads(int(settings["threads"]))
+    config = network_config(settings)
+    data = load_task_data(workspace, task, size=config.input_size, progress=progress)
+    train, val, test = data.split("train"), data.split("val"), data.split("test")
+    if len(train) < 2:
+        raise TrainingError(f"{task}: the train split has {len(train)} usable images; at least 2 are needed")
+    if len(test) == 0:
+        raise TrainingError(f"{task}: the test split has no usable images")
+    if len(val) == 0:
+        val = train  # model selection on the training loss, rather than none at all
+
+    seed = task_seed(workspace.seed, task)
+    torch.manual_seed(seed)
+    network = create_task_network(spec, config)
+    epochs = int(settings["epochs"])
+    batch_size = int(settings["batch_size"])
+    steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=float(settings["learning_rate"]), weight_decay=float(settings["weight_decay"])
+    )
+    # One-cycle: fast warm-up then cosine decay, which converges in the few epochs a CPU run affords.
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=float(settings["learning_rate"]), total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
+
+    last_path = workspace.path("models", f"{task}.last.pt")
+    best_path = checkpoint_path(workspace, task)
+    start_epoch, best_val, best_epoch, seconds = 0, math.inf, 0, 0.0
+    resumed = _load_resume(last_path, digest)
+    if resumed is not None and not force:
+        network.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start_epoch, best_val, best_epoch = resumed["epoch"], resumed["best_val"], resumed["best_epoch"]
+        seconds = resumed["seconds"]
+    else:
+        with workspace.db.transaction() as con:
+            con.execute("delete from training_epochs where task = ?", [task])
+            con.execute("delete from gold_results where task = ?", [task])
+
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        initial=start_epoch * steps_per_epoch,
+        desc=f"train {task}",
+        unit="step",
+        disable=None if progress else True,
+    )
+    for epoch in range(start_epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        network.train()
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(len(train), generator=generator)
+        epoch_losses = []
+        for step in range(steps_per_epoch):
+            rows = order[step * batch_size : (step + 1) * batch_size]
+            if len(rows) < 2:  # batch norm needs two images; the leftover one is seen next epoch
+                scheduler.step()
+                bar.update()
+                continue
+            batch = train.batch(rows, train=True, generator=generator)
+            loss = spec.loss(network(batch.inputs), batch.targets, batch.masks).mean()
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{task}: the training loss became {loss.item()} at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            epoch_losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        val_loss = float(per_image_losses(network, val).mean())
+        seconds += time.perf_counter() - started
+        is_best = val_loss < best_val
+        if is_best:
+            best_val, best_epoch = val_loss, epoch
+            _save(best_path, {"task": task, "config": config.as_dict(), "model": network.state_dict(), "epoch": epoch})
+        with workspace.db.transaction() as con:
+            if is_best:
+                con.execute("update training_epochs set is_best = false where task = ?", [task])
+            con.execute(
+                "insert or replace into training_epochs values (?, ?, ?, ?, ?, ?)",
+                [task, epoch, float(np.mean(epoch_losses)) if epoch_losses else math.nan, val_loss, is_best, seconds],
+            )
+        _save(
+            last_path,
+            {
+                "settings_hash": digest,
+                "model": network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "seconds": seconds,
+            },
+        )
+        bar.set_postfix(val=f"{val_loss:.4f}", refresh=True)
+    bar.close()
+
+    network, _ = load_gold_network(workspace, task)
+    test_losses = per_image_losses(network, test)
+    base_losses = baseline_losses(spec, train, test)
+    result = TrainResult(
+        task,
+        float(test_losses.mean()),
+        float(base_losses.mean()),
+        bool(test_losses.mean() < base_losses.mean()),
+        best_epoch,
+        epochs,
+        len(train),
+        len(test),
+        seconds,
+    )
+    with workspace.db.transaction() as con:
+        con.execute(
+            "insert or replace into gold_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                task,
+                len(train),
+                len(val) if val is not train else 0,
+                len(test),
+                best_epoch,
+                epochs,
+                result.test_loss,
+                result.baseline_loss,
+                result.beats_baseline,
+                str(best_path.relative_to(workspace.root)),
+                digest,
+                json.dumps(settings, sort_keys=True),
+                seconds,
+                datetime.now(),
+            ],
+        )
+    last_path.unlink(missing_ok=True)
+    return result
+
+
+def _load_resume(path: Path, digest: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError):
+        return None  # a torn or foreign file: start the task over
+    return state if state.get("settings_hash") == digest else None
+
+
+def train_tasks(
+    workspace: Workspace,
+    tasks: list[str] | tuple[str, ...] | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> list[TrainResult]:
+    """Train every named task (all registered tasks when none are named), in registry order."""
+    specs = resolve_tasks(tasks)
+    settings = train_settings(workspace, overrides)
+    sync_tasks(workspace)
+    return [train_task(workspace, spec.name, settings, force=force, progress=progress) for spec in specs]
