@@ -134,7 +134,7 @@ def render_text(tree: TaskTree, clusters: dict[str, int] | None = None) -> str:
 
 
 def draw_dendrogram(tree: TaskTree, clusters: dict[str, int], out_dir: Path) -> tuple[Path, Path]:
-    """Write task_tree.png and task_tree.svg into out_dir, leaves coloured by cluster."""
+    """Write task_tree.png and task_tree.svg into out_dir, branches and leaves coloured by cluster."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
 
@@ -144,10 +144,9 @@ def draw_dendrogram(tree: TaskTree, clusters: dict[str, int], out_dir: Path) -> 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     n_clusters = max(clusters.values())
-    palette = plt.get_cmap("tab10")
     figure, axes = plt.subplots(figsize=(10, 0.32 * len(tree.tasks) + 1.5))
     threshold = tree.linkage_matrix[-(n_clusters - 1), 2] if n_clusters > 1 else None
-    dendrogram(
+    drawn = dendrogram(
         tree.linkage_matrix,
         labels=tree.tasks,
         orientation="left",
@@ -155,8 +154,10 @@ def draw_dendrogram(tree: TaskTree, clusters: dict[str, int], out_dir: Path) -> 
         above_threshold_color="0.5",
         ax=axes,
     )
+    # Leaf labels take their cluster's branch colour.
+    leaf_colors = dict(zip(drawn["ivl"], drawn["leaves_color_list"], strict=True))
     for label in axes.get_yticklabels():
-        label.set_color(palette((clusters[label.get_text()] - 1) % 10))
+        label.set_color(leaf_colors.get(label.get_text(), "black") if n_clusters > 1 else "black")
     axes.set_xlabel("Ward distance between transferring-out rank patterns")
     axes.set_title(f"Task similarity tree ({tree.origin}, {n_clusters} clusters)")
     figure.tight_layout()
