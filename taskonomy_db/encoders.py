@@ -144,8 +144,13 @@ def export_task_encoder(workspace: Workspace, task: str, force: bool = False) ->
 
 
 def export_random_encoder(workspace: Workspace, force: bool = False) -> EncoderRecord:
-    """The `random` source: the gold architecture (from [train] settings) at random init, seeded by the study."""
+    """The `random` source: the gold architecture at random init, seeded by the study. The architecture is that
+    of the trained networks (read from a checkpoint), else the [train] settings."""
     config = network_config(train_settings(workspace))
+    for spec in resolve_tasks(None):
+        if checkpoint_path(workspace, spec.name).is_file():
+            config = load_gold_network(workspace, spec.name)[1]
+            break
     seed = workspace.seed
     source = json.dumps({"config": config.as_dict(), "seed": seed}, sort_keys=True)
     if not force and (current := _up_to_date(workspace, RANDOM, source)) is not None:
