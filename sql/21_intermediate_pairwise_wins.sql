@@ -7,56 +7,59 @@
 create or replace view pairwise_wins as
 with
 
+-- target_number: the heavy steps below group hundreds of millions of rows, faster by an integer than a string
 candidates as (
-    select target, source_index, sources, transfer_id from affinity_candidates
+    select dense_rank() over (order by target) as target_number, target, source_index, sources, transfer_id
+    from affinity_candidates
 ),
 
 candidate_losses as materialized (
-    select candidates.target, candidates.source_index, losses.image_id, losses.loss
+    select candidates.target_number, candidates.source_index, losses.image_id, losses.loss
     from losses
     inner join candidates on candidates.transfer_id = losses.transfer_id
 ),
 
 target_sizes as (
-    select target, count(*) as n_candidates from candidates group by target
+    select target_number, count(*) as n_candidates from candidates group by target_number
 ),
 
 -- Only images every candidate was tested on, so that the per-candidate loss lists below align position by position.
 common_images as (
-    select candidate_losses.target, candidate_losses.image_id
+    select candidate_losses.target_number, candidate_losses.image_id
     from candidate_losses
-    inner join target_sizes on target_sizes.target = candidate_losses.target
-    group by candidate_losses.target, candidate_losses.image_id, target_sizes.n_candidates
+    inner join target_sizes on target_sizes.target_number = candidate_losses.target_number
+    group by candidate_losses.target_number, candidate_losses.image_id, target_sizes.n_candidates
     having count(*) = target_sizes.n_candidates
 ),
 
 loss_lists as (
     select
-        candidate_losses.target,
+        candidate_losses.target_number,
         candidate_losses.source_index,
         list(candidate_losses.loss order by candidate_losses.image_id) as loss_list
     from candidate_losses
     semi join common_images
-        on common_images.target = candidate_losses.target and common_images.image_id = candidate_losses.image_id
-    group by candidate_losses.target, candidate_losses.source_index
+        on common_images.target_number = candidate_losses.target_number
+        and common_images.image_id = candidate_losses.image_id
+    group by candidate_losses.target_number, candidate_losses.source_index
 ),
 
 upper_pairs as (
     select
-        lists_i.target,
+        lists_i.target_number,
         lists_i.source_index as source_index_i,
         lists_j.source_index as source_index_j,
         lists_i.loss_list as losses_i,
         lists_j.loss_list as losses_j
     from loss_lists as lists_i
     inner join loss_lists as lists_j
-        on lists_j.target = lists_i.target and lists_j.source_index > lists_i.source_index
+        on lists_j.target_number = lists_i.target_number and lists_j.source_index > lists_i.source_index
 ),
 
 -- Two unnests in one select list walk the lists in step: one row per (pair, image). Unnesting aligned lists
 -- is several times faster than joining the losses to themselves on image_id.
 image_comparisons as (
-    select target, source_index_i, source_index_j, unnest(losses_i) as loss_i, unnest(losses_j) as loss_j
+    select target_number, source_index_i, source_index_j, unnest(losses_i) as loss_i, unnest(losses_j) as loss_j
     from upper_pairs
 ),
 
@@ -64,34 +67,34 @@ image_comparisons as (
 -- (n + net) / 2 for i and (n - net) / 2 for j: one pass over each unordered pair serves both directions.
 upper_counts as materialized (
     select
-        target,
+        target_number,
         source_index_i,
         source_index_j,
         count(*) as n_images,
         sum(sign(loss_j - loss_i))::double as net_wins
     from image_comparisons
-    group by target, source_index_i, source_index_j
+    group by target_number, source_index_i, source_index_j
 ),
 
 diagonal_counts as (
-    select target, source_index as source_index_i, source_index as source_index_j, len(loss_list) as n_images
+    select target_number, source_index as source_index_i, source_index as source_index_j, len(loss_list) as n_images
     from loss_lists
 ),
 
 all_pairs as (
-    select target, source_index_i, source_index_j, (n_images + net_wins) / 2 as n_wins, n_images
+    select target_number, source_index_i, source_index_j, (n_images + net_wins) / 2 as n_wins, n_images
     from upper_counts
     union all
-    select target, source_index_j, source_index_i, (n_images - net_wins) / 2, n_images
+    select target_number, source_index_j, source_index_i, (n_images - net_wins) / 2, n_images
     from upper_counts
     union all
-    select target, source_index_i, source_index_j, n_images / 2, n_images
+    select target_number, source_index_i, source_index_j, n_images / 2, n_images
     from diagonal_counts
 ),
 
 final as (
     select
-        all_pairs.target,
+        candidates_i.target,
         all_pairs.source_index_i,
         all_pairs.source_index_j,
         candidates_i.sources as sources_i,
@@ -101,9 +104,11 @@ final as (
         all_pairs.n_wins / all_pairs.n_images as win_rate
     from all_pairs
     inner join candidates as candidates_i
-        on candidates_i.target = all_pairs.target and candidates_i.source_index = all_pairs.source_index_i
+        on candidates_i.target_number = all_pairs.target_number
+        and candidates_i.source_index = all_pairs.source_index_i
     inner join candidates as candidates_j
-        on candidates_j.target = all_pairs.target and candidates_j.source_index = all_pairs.source_index_j
+        on candidates_j.target_number = all_pairs.target_number
+        and candidates_j.source_index = all_pairs.source_index_j
 )
 
 select * from final;
