@@ -40,11 +40,11 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, float]:
         for part in item.split(","):
             task, sep, number = part.partition("=")
             if not sep or not task.strip():
-                raise click.BadParameter(f"expected TASK=NUMBER, got {part!r}", param_hint=what)
+                raise TaxonomyInputError(f"{what} expects TASK=NUMBER, got {part!r}")
             try:
                 pairs[task.strip()] = float(number)
             except ValueError:
-                raise click.BadParameter(f"{number!r} is not a number (in {part!r})", param_hint=what) from None
+                raise TaxonomyInputError(f"{what}: {number!r} is not a number (in {part!r})") from None
     return pairs
 
 
@@ -108,7 +108,7 @@ def _render_sweep(tables: dict[str, Any], markdown: bool) -> str:
     rows = [
         [
             str(s["max_order"]),
-            plain_number(s["budget"]),
+            str(plain_number(s["budget"])),
             _cell(s["mean_quality"]),
             _cell(s["random_mean_quality"]),
             _cell(s["random_p95_quality"]),

@@ -302,8 +302,12 @@ def solver_name() -> str:
 
 
 def _solver(name: str) -> pulp.LpSolver:
-    # gapRel=0: the acceptance test compares objectives with an independent exact solver, so no early stop.
-    return pulp.getSolver(name, msg=False, gapRel=0.0)
+    # Exact optimum, no early stop: zero relative and absolute gaps. CBC also skips any new incumbent that improves
+    # by less than its cutoff increment (default 1e-5), which is exactly the sqrt floor a source-only root is worth
+    # and more than many affinity differences, so it is lowered too.
+    if name == "PULP_CBC_CMD":
+        return pulp.getSolver(name, msg=False, gapRel=0.0, gapAbs=0.0, options=["increment 1e-10"])
+    return pulp.getSolver(name, msg=False, gapRel=0.0, gapAbs=0.0)
 
 
 def _model(problem: TaxonomyProblem, minimise_cost: bool) -> tuple[pulp.LpProblem, dict, list]:

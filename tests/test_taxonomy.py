@@ -1,0 +1,489 @@
+"""The taxonomy BIP against independent solvers, its semantics on hand-made instances, errors, and the CLI.
+
+The independent checks re-derive the viable edges and objective coefficients from the raw affinity rows (not
+from TaxonomyProblem) and solve them two other ways: scipy's HiGHS MILP with the API's constraints written one
+per edge and source, and, on reduced instances, exhaustive search over every set of supervised tasks (given the
+set, each other target takes its best supported edge; transfer costs depend only on the target, so the set fixes
+the cost).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from functools import cache
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+from taskonomy_db.cli import cli
+from taskonomy_db.errors import InfeasibleError, UnknownTaskError
+from taskonomy_db.published import read_published
+from taskonomy_db.taxonomy import (
+    Measurements,
+    TaxonomyInputError,
+    build_problem,
+    default_roles,
+    mean_quality,
+    minimum_cost,
+    percentile_of,
+    random_policies,
+    solve,
+    sweep,
+    sweep_tables,
+)
+
+from .conftest import PUBLISHED, requires_published
+
+# -- independent reference ------------------------------------------------------------------------------------
+
+
+def reference_instance(rows, roles, max_order, objective, value):
+    """(edges as (target, sources, coefficient), root coefficients) straight from the TASKONOMY.md rules."""
+
+    def g(a):
+        return a if objective == "affinity" else min(1.0, max(1e-5, math.sqrt(max(a, 0.0))))
+
+    gold = {r["target"]: r["affinity"] for r in rows if list(r["sources"]) == ["gold"] and r["affinity"] is not None}
+    edges = []
+    for row in rows:
+        target, sources, affinity = row["target"], tuple(sorted(row["sources"])), row["affinity"]
+        if affinity is None or roles.get(target) not in ("target", "target-only"):
+            continue
+        if len(sources) > max_order or target in sources:
+            continue
+        if any(roles.get(s) not in ("target", "source-only") for s in sources):  # gold, scratch have no role
+            continue
+        edges.append((target, sources, value.get(target, 1.0) * g(affinity)))
+    root_coefficients = {}
+    for task, role in roles.items():
+        if role == "target":
+            root_coefficients[task] = value.get(task, 1.0) * g(gold.get(task, 0.0))
+        elif role == "source-only":
+            root_coefficients[task] = value.get(task, 1.0) * g(0.0)
+    return edges, root_coefficients
+
+
+def undominated(edges):
+    """Drop an edge when a proper subset of its sources serves the same target at least as well: it costs the
+    same (a transfer's cost depends only on its target) and needs fewer supervised tasks, so the optimum is
+    unchanged. Keeps the reference MILP small enough for the test suite."""
+    by_target = {}
+    for edge in edges:
+        by_target.setdefault(edge[0], []).append((frozenset(edge[1]), edge[2]))
+    return [
+        (t, s, c) for t, s, c in edges if not any(other < frozenset(s) and value >= c for other, value in by_target[t])
+    ]
+
+
+def milp_reference(edges, root_coefficients, roles, cost, transfer_cost, budget):
+    """scipy HiGHS on x_e <= root_s (every edge, every source), served == 1, budget; None when infeasible."""
+    edges = undominated(edges)
+    roots = sorted(root_coefficients)
+    index = {t: i for i, t in enumerate(roots)}
+    n = len(roots) + len(edges)
+    rows, cols, vals, lower, upper = [], [], [], [], []
+
+    def add(entries, lo, hi):
+        for col, val in entries:
+            rows.append(len(lower))
+            cols.append(col)
+            vals.append(val)
+        lower.append(lo)
+        upper.append(hi)
+
+    for j, (_target, sources, _c) in enumerate(edges):
+        for source in sources:
+            add([(len(roots) + j, 1.0), (index[source], -1.0)], -np.inf, 0.0)
+    for target in sorted(t for t, r in roles.items() if r in ("target", "target-only")):
+        entries = [(len(roots) + j, 1.0) for j, e in enumerate(edges) if e[0] == target]
+        if target in index:
+            entries.append((index[target], 1.0))
+        add(entries, 1.0, 1.0)
+    add(
+        [(index[t], cost.get(t, 1.0)) for t in roots]
+        + [(len(roots) + j, transfer_cost.get(e[0], 0.0)) for j, e in enumerate(edges)],
+        -np.inf,
+        budget,
+    )
+    matrix = coo_matrix((vals, (rows, cols)), shape=(len(lower), n)).tocsr()
+    objective = -np.array([root_coefficients[t] for t in roots] + [e[2] for e in edges])
+    result = milp(
+        objective,
+        constraints=LinearConstraint(matrix, lower, upper),
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
+        options={"mip_rel_gap": 0},
+    )
+    if result.status == 2:
+        return None
+    assert result.status == 0, result.message
+    return -result.fun
+
+
+def exhaustive_reference(edges, root_coefficients, roles, cost, transfer_cost, budget):
+    roots = sorted(root_coefficients)
+    targets = sorted(t for t, r in roles.items() if r in ("target", "target-only"))
+    into = {t: [(frozenset(s), c) for (u, s, c) in edges if u == t] for t in targets}
+    best = None
+    for k in range(len(roots) + 1):
+        for chosen in itertools.combinations(roots, k):
+            supervised = set(chosen)
+            spent = sum(cost.get(t, 1.0) for t in chosen)
+            spent += sum(transfer_cost.get(t, 0.0) for t in targets if t not in supervised)
+            if spent > budget + 1e-9:
+                continue
+            total = sum(root_coefficients[t] for t in chosen)
+            for target in targets:
+                if target in supervised:
+                    continue
+                options = [c for s, c in into[target] if s <= supervised]
+                if not options:
+                    break
+                total += max(options)
+            else:
+                if best is None or total > best:
+                    best = total
+    return best
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+
+
+@cache
+def published_rows(data: str) -> list[dict]:
+    return read_published(PUBLISHED, data)
+
+
+def randomised_settings(rows, rng, n_target_only=2, n_source_only=1, n_unused=1):
+    """Random costs, transfer costs, values and roles; every role change keeps each target servable."""
+    roles = default_roles(rows)
+    targets = sorted(t for t, r in roles.items() if r == "target")
+    tasks = sorted(roles)
+    picked = rng.permutation(targets)
+    target_only = list(picked[:n_target_only])
+    source_only = list(picked[n_target_only : n_target_only + n_source_only])
+    unused = list(picked[n_target_only + n_source_only : n_target_only + n_source_only + n_unused])
+    explicit_roles = {t: "unused" for t in unused}
+    return {
+        "target_only": target_only,
+        "source_only": source_only,
+        "roles": explicit_roles,
+        "supervision_cost": {t: float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0])) for t in tasks},
+        "transfer_cost": {t: float(rng.choice([0.0, 0.0, 0.1, 0.25])) for t in targets},
+        "value": {t: float(rng.choice([0.5, 1.0, 1.0, 2.0, 3.0])) for t in tasks},
+    }
+
+
+def final_roles(rows, settings):
+    roles = default_roles(rows)
+    for t in settings.get("source_only", ()):
+        roles[t] = "source-only"
+    for t in settings.get("target_only", ()):
+        roles[t] = "target-only"
+    roles.update(settings.get("roles", {}))
+    return roles
+
+
+def check_against(reference, rows, budget, order, objective, settings):
+    roles = final_roles(rows, settings)
+    cost, transfer_cost, value = (settings.get(k, {}) for k in ("supervision_cost", "transfer_cost", "value"))
+    edges, root_coefficients = reference_instance(rows, roles, order, objective, value)
+    expected = reference(edges, root_coefficients, roles, cost, transfer_cost, budget)
+    problem = build_problem(rows, budget=budget, max_order=order, objective=objective, **settings)
+    if expected is None:
+        with pytest.raises(InfeasibleError):
+            solve(problem)
+        return None
+    taxonomy = solve(problem)
+    assert taxonomy.objective == pytest.approx(expected, rel=1e-9, abs=1e-9), (budget, order, objective, settings)
+    assert taxonomy.cost <= budget + 1e-9
+    return taxonomy
+
+
+# -- acceptance: objective equals an independent solver's on the published affinities --------------------------
+
+
+def acceptance_cells(full: bool, offset: int = 0):
+    """(budget, order, objective, randomised) over budgets 1-10 x orders 1-4 x both objectives, with and without
+    randomised costs, values and roles. full=True is the whole grid (benchmarks/bench_taxonomy.py runs it on both
+    releases). The test suite takes, per release, one order per budget ((budget + order) % 4 == offset) with the
+    four variants in turn, which keeps it to seconds and still meets every budget, order, objective and variant."""
+    variants = list(itertools.product(("affinity", "sqrt"), (False, True)))
+    pairs = list(itertools.product(range(1, 11), range(1, 5)))
+    if full:
+        return [(b, k, objective, randomised) for b, k in pairs for objective, randomised in variants]
+    pairs = [(b, k) for b, k in pairs if (b + k) % 4 == offset]
+    return [(b, k, *variants[i % len(variants)]) for i, (b, k) in enumerate(pairs)]
+
+
+@requires_published
+@pytest.mark.parametrize(("data", "offset"), [("1k", 2), ("16k", 0)])
+def test_objective_matches_highs_on_published_affinities(data, offset):
+    rows = published_rows(data)
+    cells = acceptance_cells(full=False, offset=offset)
+    assert {c[0] for c in cells} == set(range(1, 11)) and {c[1] for c in cells} == {1, 2, 3, 4}
+    assert {(c[2], c[3]) for c in cells} == {(o, r) for o in ("affinity", "sqrt") for r in (False, True)}
+    n_infeasible = 0
+    for budget, order, objective, randomised in cells:
+        settings = randomised_settings(rows, np.random.default_rng(100 * budget + order)) if randomised else {}
+        n_infeasible += check_against(milp_reference, rows, budget, order, objective, settings) is None
+    assert n_infeasible < len(cells) // 2  # a few randomised low budgets are infeasible; the rest must solve
+
+
+@requires_published
+@pytest.mark.parametrize("data", ["1k", "16k"])
+def test_objective_matches_exhaustive_search_on_reduced_instances(data):
+    """Reduced instances (the transfers among 9 random tasks of the release) with randomised costs, values and
+    roles; every budget 1-10, order 1-4 and both objectives against enumeration of every supervised set."""
+    full = published_rows(data)
+    rng = np.random.default_rng(7 if data == "1k" else 8)
+    n_checked = n_infeasible = 0
+    for instance in range(4):
+        tasks = set(rng.choice(sorted(default_roles(full)), size=9, replace=False))
+        rows = [r for r in full if r["target"] in tasks and set(r["sources"]) <= tasks | {"gold"}]
+        settings = randomised_settings(rows, rng, n_target_only=2, n_source_only=1, n_unused=1 if instance else 0)
+        for budget, order, objective in itertools.product(range(1, 11), range(1, 5), ("affinity", "sqrt")):
+            if (budget + order + instance) % 3:  # a third of the grid per instance; four instances cover it
+                continue
+            try:
+                result = check_against(exhaustive_reference, rows, budget, order, objective, settings)
+            except TaxonomyInputError as error:  # a random target-only task left without any viable edge
+                assert "no viable transfer" in str(error)
+                break
+            n_checked += 1
+            n_infeasible += result is None
+    assert n_checked >= 60 and n_infeasible < n_checked
+
+
+@requires_published
+def test_paper_sized_solve_is_under_a_second():
+    rows = published_rows("16k")
+    assert len([r for r in rows if r["affinity"] is not None]) == 1758
+    problem = build_problem(rows, budget=8, max_order=24, objective="affinity")
+    best = min(_timed(lambda: solve(problem)) for _ in range(3))
+    assert best < 1.0
+
+
+def _timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+# -- semantics on hand-made instances ---------------------------------------------------------------------------
+
+
+def toy_rows():
+    """a, b, c, d are tasks; s is a source-only task; gold and scratch are baselines."""
+    rows = []
+    for target, gold in (("a", 0.30), ("b", 0.20), ("c", 0.10), ("d", 0.05)):
+        rows.append((target, ["gold"], 1, gold))
+        rows.append((target, ["scratch"], 1, 0.9))  # never a source, however high its affinity
+        rows.append((target, [target], 1, 0.9))  # the target's own small-data encoder: excluded
+        for source in "abcds":
+            if source != target:
+                rows.append((target, [source], 1, 0.01 + 0.01 * "abcds".index(source)))
+    rows.append(("d", ["a", "s"], 2, 0.6))
+    rows.append(("c", ["a", "b", "s"], 3, 0.7))
+    return rows
+
+
+def test_default_roles_follow_the_rows():
+    assert default_roles(toy_rows()) == {
+        "a": "target",
+        "b": "target",
+        "c": "target",
+        "d": "target",
+        "s": "source-only",
+    }
+
+
+def test_an_edge_needs_every_source_supervised():
+    rows = toy_rows()
+    # Budget 2: supervising a and s enables the order-2 edge into d; the order-3 edge into c needs b as well.
+    taxonomy = solve(build_problem(rows, budget=2, max_order=3, objective="affinity"))
+    assert set(taxonomy.supervised) == {"a", "s"}
+    assert taxonomy.transfers["d"].sources == ("a", "s")
+    assert taxonomy.transfers["c"].order == 1
+    assert taxonomy.objective == pytest.approx(0.30 + 0.0 + 0.6 + 0.05 + 0.05)
+    # Order 1 forbids both higher-order edges; scratch and t->t never serve.
+    taxonomy = solve(build_problem(rows, budget=2, max_order=1, objective="affinity"))
+    assert all(e.order == 1 and "scratch" not in e.sources for e in taxonomy.transfers.values())
+    assert all(e.target not in e.sources for e in taxonomy.transfers.values())
+
+
+def test_roles_costs_and_values():
+    rows = toy_rows()
+    problem = build_problem(rows, budget=3, max_order=3, target_only=["a"], source_only=["b"], roles={"c": "unused"})
+    assert problem.roles == {"a": "target-only", "b": "source-only", "c": "unused", "d": "target", "s": "source-only"}
+    assert all(e.target in ("a", "d") and "c" not in e.sources and "a" not in e.sources for e in problem.edges)
+    taxonomy = solve(problem)
+    assert "a" not in taxonomy.supervised and "a" in taxonomy.transfers
+    # --targets/--sources: a target that may not be a source becomes target-only, a source not a target source-only.
+    problem = build_problem(rows, targets=["a", "b"], sources=["b", "c", "s"])
+    assert problem.roles == {"a": "target-only", "b": "target", "c": "source-only", "d": "unused", "s": "source-only"}
+    # A transfer cost counts against the budget: with transfers into b, c, d at 0.5 the cheapest taxonomy
+    # supervises one of them (1) and transfers to the other two (2 x 0.5), so budget 1 is infeasible.
+    problem = build_problem(rows, budget=1, transfer_cost={"b": 0.5, "c": 0.5, "d": 0.5})
+    with pytest.raises(InfeasibleError, match="budget 1 is below 2,"):
+        solve(problem)
+    assert minimum_cost(problem) == pytest.approx(2.0)
+    assert solve(build_problem(rows, budget=2, transfer_cost={"b": 0.5, "c": 0.5, "d": 0.5})).cost == 2
+    # Value scales a target's coefficients: with budget 1, a (gold 0.30) is the best task to supervise; worth
+    # nothing, it gives way to b (0.20 + 0.02 + 0.02 from transfers into c and d, against 0.15 for s).
+    assert solve(build_problem(rows, budget=1, objective="affinity")).supervised == ("a",)
+    assert solve(build_problem(rows, budget=1, objective="affinity", value={"a": 0.0})).supervised == ("b",)
+
+
+def test_sqrt_objective_clips_and_gives_source_only_roots_the_floor():
+    rows = toy_rows()
+    problem = build_problem(rows, budget=2, objective="sqrt")
+    assert problem.root_coefficient("s") == pytest.approx(1e-5)
+    assert problem.root_coefficient("a") == pytest.approx(math.sqrt(0.30))
+    assert build_problem(rows, objective="affinity").root_coefficient("s") == 0.0
+    assert problem.g(0.0) == 1e-5 and problem.g(4.0) == 1.0
+
+
+def test_infeasible_says_why_and_exits_2(tmp_path):
+    rows = toy_rows()
+    with pytest.raises(InfeasibleError) as error:
+        solve(build_problem(rows, budget=0.5, target_only=["a", "b"]))
+    assert error.value.exit_code == 2
+    assert "budget 0.5 is below 1" in str(error.value) and "target-only" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"supervision_cost": {"nope": 1}}, UnknownTaskError, "unknown task.*nope"),
+        ({"target_only": ["gold"]}, UnknownTaskError, "baselines, not tasks"),
+        ({"supervision_cost": {"a": -1}}, TaxonomyInputError, "supervision cost of a must be .* >= 0"),
+        ({"transfer_cost": {"a": -0.5}}, TaxonomyInputError, "transfer cost of a"),
+        ({"value": {"a": float("nan")}}, TaxonomyInputError, "value of a"),
+        ({"budget": -1}, TaxonomyInputError, "budget must be"),
+        ({"max_order": 0}, TaxonomyInputError, "maximum order"),
+        ({"objective": "cube"}, TaxonomyInputError, "unknown objective"),
+        ({"targets": ["s"]}, TaxonomyInputError, "no transfer to s"),
+        ({"source_only": ["a"], "target_only": ["a"]}, TaxonomyInputError, "both source-only and target-only"),
+        # a can only be served by transfers from b, c, d, s; with all of them unused it is stranded.
+        (
+            {"target_only": ["a"], "roles": {"b": "unused", "c": "unused", "d": "unused", "s": "unused"}},
+            TaxonomyInputError,
+            "target-only task.*a cannot be supervised and have no viable transfer",
+        ),
+    ],
+)
+def test_clear_errors(settings, error, message):
+    with pytest.raises(error, match=message):
+        build_problem(toy_rows(), **settings)
+
+
+def test_random_policies_are_feasible_and_seeded():
+    rows = toy_rows()
+    problem = build_problem(rows, budget=2, max_order=2, transfer_cost={"c": 0.25})
+    policies = random_policies(problem, 100, seed=3)
+    assert len(policies) == 100 and policies == random_policies(problem, 100, seed=3)
+    for policy in policies:
+        supervised = {t for t, s in policy.items() if s == ("gold",)} | {
+            s for sources in policy.values() for s in sources if s != "gold"
+        }
+        transferred = [t for t, s in policy.items() if s != ("gold",)]
+        assert problem.cost_of(supervised, transferred) <= 2 + 1e-9
+        viable = {(e.target, e.sources) for e in problem.edges}
+        assert all((t, s) in viable and len(s) <= 2 for t, s in policy.items() if s != ("gold",))
+    assert percentile_of(0.5, [0.1, 0.5, 0.9, 0.2]) == 62.5
+
+
+@requires_published
+def test_sweep_tables_and_significance():
+    rows = published_rows("16k")
+    measurements = Measurements.from_rows(
+        [(r["target"], r["sources"], r["quality"]) for r in rows],
+        [(r["target"], r["sources"], r["gain"]) for r in rows],
+    )
+    cells = sweep(rows, measurements, budgets=[2.0, 6.0], orders=[1, 2], n_random=100, seed=0)
+    tables = sweep_tables(cells, measurements)
+    assert tables["orders"] == [1, 2] and tables["budgets"] == [2.0, 6.0] and len(tables["targets"]) == 22
+    for cell in tables["significance"]:
+        assert cell["n_random"] == 100 and 0 <= cell["percentile"] <= 100
+        # The paper's claim: taxonomies beat random transfer policies of the same budget.
+        assert cell["percentile"] >= 95
+    cell = cells[-1]
+    serving = {t: cell.taxonomy.serving(t) for t in cell.taxonomy.problem.target_tasks}
+    assert cell.mean_quality == pytest.approx(mean_quality(cell.taxonomy.problem, serving, measurements))
+    supervised = cell.taxonomy.supervised[0]
+    assert tables["quality"][2][supervised][6.0] == 0.5  # gold against itself
+
+
+# -- CLI --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published_workspace(tmp_path_factory):
+    if not PUBLISHED.is_dir():
+        pytest.skip(f"the paper's published data is not at {PUBLISHED}")
+    root = tmp_path_factory.mktemp("taxonomy") / "ws"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", str(root)]).exit_code == 0
+    result = runner.invoke(cli, ["import-published", str(PUBLISHED), "--data", "1k", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def tdb(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_cli_json_matches_the_library(published_workspace):
+    args = ["--budget", 4, "--max-order", 2, "--target-only", "vanishing_point", "--cost", "normal=2"]
+    result = tdb("taxonomy", *args, "--format", "json", "-w", published_workspace)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert list(data) == ["budget", "max_order", "objective_kind", "objective", "supervised", "transfers", "per_target"]
+    assert data["budget"] == 4 and data["max_order"] == 2 and data["objective_kind"] == "sqrt"
+    rows = published_rows("1k")
+    expected = solve(
+        build_problem(rows, budget=4, max_order=2, target_only=["vanishing_point"], supervision_cost={"normal": 2})
+    )
+    assert data["objective"] == pytest.approx(expected.objective)
+    assert data["supervised"] == list(expected.supervised)
+    assert "vanishing_point" in data["transfers"] and "vanishing_point" not in data["supervised"]
+    info = data["per_target"]["vanishing_point"]
+    assert info["sources"] == data["transfers"]["vanishing_point"]
+    assert {"affinity", "gain", "quality"} <= set(info) and info["quality"] is not None
+    assert all(data["per_target"][t]["quality"] == 0.5 for t in data["supervised"] if t in data["per_target"])
+
+
+def test_cli_text_md_and_errors(published_workspace):
+    text = tdb("taxonomy", "--budget", 3, "-w", published_workspace)
+    assert text.exit_code == 0 and "supervised (3)" in text.output and "served by" in text.output
+    md = tdb("taxonomy", "--budget", 3, "--objective", "affinity", "--format", "md", "-w", published_workspace)
+    assert md.exit_code == 0 and "| target | served by |" in md.output
+    infeasible = tdb("taxonomy", "--budget", 0, "--target-only", "normal", "-w", published_workspace)
+    assert infeasible.exit_code == 2 and "infeasible" in infeasible.output and "target-only" in infeasible.output
+    for args, message in [
+        (["--cost", "foo=1"], "unknown task"),
+        (["--cost", "normal=-1"], ">= 0"),
+        (["--budget", "-2"], "budget must be"),
+        (["--value", "normal"], "TASK=NUMBER"),
+    ]:
+        result = tdb("taxonomy", *args, "-w", published_workspace)
+        assert result.exit_code not in (0, 2) and message in result.output, (args, result.output)
+
+
+def test_cli_sweep_is_seeded(published_workspace):
+    args = ["taxonomy", "--sweep", "--budget", 2, "--max-order", 2, "--format", "json", "-w", published_workspace]
+    first, second = tdb(*args), tdb(*args)
+    assert first.exit_code == 0, first.output
+    assert first.output == second.output
+    data = json.loads(first.output)
+    assert set(data["gain"]) == {"1", "2"} and set(data["gain"]["1"]["normal"]) == {"1", "2"}
+    assert len(data["significance"]) == 4 and all(s["n_random"] >= 100 for s in data["significance"])
+    text = tdb("taxonomy", "--sweep", "--budget", 2, "--max-order", 1, "--format", "md", "-w", published_workspace)
+    assert "## Gain, max order 1" in text.output and "## Structure significance" in text.output
