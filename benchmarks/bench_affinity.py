@@ -73,15 +73,16 @@ def run_numpy(path: str) -> dict:
     with duckdb.connect(path, read_only=True) as con:
         start = time.perf_counter()
         candidates = con.execute(
-            "select target, sources from transfers where status = 'done' order by target, sources"
+            "select target, sources from transfers where status = 'done' order by transfer_id"
         ).fetchall()
+        # Ordered by integer keys only: the cheapest order that puts each transfer's losses in one row.
         losses = (
             con.execute(
                 """
                 select losses.loss
                 from losses inner join transfers using (transfer_id)
                 where transfers.status = 'done'
-                order by transfers.target, transfers.sources, losses.image_id
+                order by losses.transfer_id, losses.image_id
                 """
             )
             .to_arrow_table()
@@ -89,22 +90,21 @@ def run_numpy(path: str) -> dict:
             .to_numpy()
         )
         fetched = time.perf_counter()
-    by_target: dict[str, list[list[str]]] = {}
-    for target, sources in candidates:
-        by_target.setdefault(target, []).append(sources)
+    rows_of_target: dict[str, list[int]] = {}
+    for row, (target, _) in enumerate(candidates):
+        rows_of_target.setdefault(target, []).append(row)
     n_images = len(losses) // len(candidates)
     matrices = losses.reshape(len(candidates), n_images)
-    result, row = [], 0
-    for target, names in by_target.items():
-        matrix = matrices[row : row + len(names)]
-        row += len(names)
+    result = []
+    for target, rows in rows_of_target.items():
+        matrix = matrices[rows]
         better = (matrix[:, None, :] < matrix[None, :, :]).sum(-1)
         ties = (matrix[:, None, :] == matrix[None, :, :]).sum(-1)
         win_rate = np.clip((better + 0.5 * ties) / n_images, 0.001, 0.999)
         values, vectors = np.linalg.eig(win_rate / win_rate.T)
         principal = np.abs(np.real(vectors[:, np.argmax(np.real(values))]))
         principal /= principal.sum()
-        result += [[target, name, float(a)] for name, a in zip(names, principal, strict=True)]
+        result += [[target, candidates[row][1], float(a)] for row, a in zip(rows, principal, strict=True)]
     done = time.perf_counter()
     return {
         "seconds": done - start,

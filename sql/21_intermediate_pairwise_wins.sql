@@ -65,20 +65,32 @@ image_comparisons as (
 
 -- sign(loss_j - loss_i) is +1 where i is better, -1 where j is, 0 on a tie, so wins with ties as half are
 -- (n + net) / 2 for i and (n - net) / 2 for j: one pass over each unordered pair serves both directions.
-upper_counts as materialized (
-    select
-        target_number,
-        source_index_i,
-        source_index_j,
-        count(*) as n_images,
-        sum(sign(loss_j - loss_i))::double as net_wins
+upper_net_wins as materialized (
+    select target_number, source_index_i, source_index_j, sum(sign(loss_j - loss_i))::double as net_wins
     from image_comparisons
     group by target_number, source_index_i, source_index_j
 ),
 
+-- every candidate of a target has the same common images, so the count is per target
+target_images as (
+    select target_number, max(len(loss_list)) as n_images from loss_lists group by target_number
+),
+
+upper_counts as (
+    select
+        upper_net_wins.target_number,
+        upper_net_wins.source_index_i,
+        upper_net_wins.source_index_j,
+        upper_net_wins.net_wins,
+        target_images.n_images
+    from upper_net_wins
+    inner join target_images on target_images.target_number = upper_net_wins.target_number
+),
+
 diagonal_counts as (
-    select target_number, source_index as source_index_i, source_index as source_index_j, len(loss_list) as n_images
+    select loss_lists.target_number, loss_lists.source_index, target_images.n_images
     from loss_lists
+    inner join target_images on target_images.target_number = loss_lists.target_number
 ),
 
 all_pairs as (
@@ -88,7 +100,7 @@ all_pairs as (
     select target_number, source_index_j, source_index_i, (n_images - net_wins) / 2, n_images
     from upper_counts
     union all
-    select target_number, source_index_i, source_index_j, n_images / 2, n_images
+    select target_number, source_index, source_index, n_images / 2, n_images
     from diagonal_counts
 ),
 
