@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +58,8 @@ SCENE_CLASSES: tuple[str, ...] = ("bedroom", "living_room", "office", "dining_ro
 DOMAIN_EXTENSIONS: dict[str, str] = {"class_object": "npy", "class_scene": "npy", "points": "json"}
 DOMAIN_EXTENSIONS.update({"nonfixated_matches": "json"})
 
-# PNG compression is fixed so that the same array always gives the same bytes (Pillow writes no timestamps).
-PNG_COMPRESS_LEVEL = 4
+# zlib level of PNG writes: fixed, so the same array always gives the same bytes.
+PNG_COMPRESS_LEVEL = 6
 
 
 def extension(domain: str) -> str:
@@ -69,22 +71,44 @@ def extension(domain: str) -> str:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """Byte-deterministic PNG of a uint8 (H,W), uint8 (H,W,3) or uint16 (H,W) array."""
+    """Byte-deterministic PNG of a uint8 (H,W), uint8 (H,W,3) or uint16 (H,W) array.
+
+    Written directly (zlib, the "Sub" filter on every row) rather than through Pillow: an order of magnitude
+    faster for the many small files the generator writes, and the bytes depend only on the array.
+    """
     array = np.ascontiguousarray(array)
-    if array.dtype == np.uint16:
-        if array.ndim != 2:
-            raise ValueError("16-bit PNGs must be single-channel (H, W)")
-        image = Image.frombytes("I;16", (array.shape[1], array.shape[0]), array.astype("<u2").tobytes())
-    elif array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
-        image = Image.fromarray(array)
+    if array.dtype == np.uint16 and array.ndim == 2:
+        bit_depth, colour_type, samples = 16, 0, array.astype(">u2")
+    elif array.dtype == np.uint8 and array.ndim == 2:
+        bit_depth, colour_type, samples = 8, 0, array
+    elif array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
+        bit_depth, colour_type, samples = 8, 2, array
     else:
         raise ValueError(f"cannot write a PNG from a {array.dtype} array of shape {array.shape}")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    height, width = array.shape[:2]
+    raw = samples.view(np.uint8).reshape(height, -1)
+    step = raw.shape[1] // width  # bytes per pixel
+    rows = np.empty((height, raw.shape[1] + 1), dtype=np.uint8)
+    rows[:, 0] = 1  # filter type Sub: each byte minus the same byte of the pixel to its left
+    rows[:, 1 : step + 1] = raw[:, :step]
+    rows[:, step + 1 :] = raw[:, step:] - raw[:, :-step]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Write a PNG (see png_bytes for the accepted arrays)."""
     Path(path).write_bytes(png_bytes(array))
 
 
