@@ -247,3 +247,67 @@ def taxonomy_command(
         echo_json(taxonomy_json(taxonomy, measurements))
         return
     click.echo(_render_taxonomy(taxonomy, per_target(taxonomy, measurements), markdown))
+
+
+@cli.command("report")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="HTML file to write.")
+@click.option(
+    "--budgets", default="2,4,8", show_default=True, help="Budgets whose taxonomy graphs to draw (comma-separated)."
+)
+@click.option("--max-order", type=click.IntRange(min=1), default=4, show_default=True, help="Largest transfer order.")
+@click.option(
+    "--sweep-budget", type=click.IntRange(min=1), default=10, show_default=True, help="Tables cover budgets 1..N."
+)
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="sqrt", show_default=True)
+@click.option("--random-policies", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of the random policies (default: the study's seed).")
+@click.option("--clusters", type=click.IntRange(min=1), default=4, show_default=True, help="Groups in the tree.")
+@workspace_option
+def report_command(
+    out: Path | None,
+    budgets: str,
+    max_order: int,
+    sweep_budget: int,
+    objective: str,
+    random_policies: int,
+    seed: int | None,
+    clusters: int,
+    workspace_path: Path | None,
+) -> None:
+    """Write the study's report: one self-contained HTML file, viewable offline.
+
+    Sections: the first-order matrix before AHP (Quality, the raw win rate against gold) and after (the AHP
+    affinity), the task similarity tree, the taxonomy graph for each of --budgets, the Gain and Quality tables
+    for budgets 1..--sweep-budget and orders 1..--max-order, and structure significance against random
+    policies. Plots are embedded as PNG; there is no script and nothing is fetched.
+
+    Example:
+
+        tdb report --budgets 3,6 --out study-report.html
+    """
+    from taskonomy_db.report import build_report
+
+    chosen = [float(b) for b in _pairs_free_numbers(budgets, "--budgets")]
+    workspace = open_workspace(workspace_path)
+    path = build_report(
+        workspace,
+        out=out,
+        budgets=chosen,
+        max_order=max_order,
+        sweep_budget=sweep_budget,
+        objective=objective,
+        n_random=random_policies,
+        seed=seed,
+        clusters=clusters,
+    )
+    click.echo(f"wrote {path}")
+
+
+def _pairs_free_numbers(text: str, what: str) -> list[float]:
+    numbers = []
+    for part in text.split(","):
+        try:
+            numbers.append(float(part))
+        except ValueError:
+            raise TaxonomyInputError(f"{what} expects comma-separated numbers, got {part!r}") from None
+    return numbers
