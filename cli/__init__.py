@@ -2,6 +2,7 @@
 
 # Imported for their side effect of registering commands, in the order of the method.
 from taskonomy_db.cli import workspace_commands  # noqa: F401, I001
+from taskonomy_db.cli import generate_commands  # noqa: F401
 from taskonomy_db.cli import model_commands  # noqa: F401
 from taskonomy_db.cli import demo_commands  # noqa: F401
 from taskonomy_db.cli import affinity_commands  # noqa: F401

@@ -1,0 +1,454 @@
+"""The embedded default dataset: render buildings of procedural rooms into the real Taskonomy layout and encodings.
+
+`generate(out, ...)` writes ROOT/{building}/{domain}/point_P_view_V_domain_D.ext (or the omnidata layout) with
+every per-view domain, so `ingest` reads it through the same code path as the real dataset. Cameras follow
+Taskonomy: a "point" is a spot on a visible surface and each of its "views" looks straight at it from a
+different place in the room (fixated), with a field of view near 60 degrees and a small roll.
+
+Work is split by (building, room); each unit's output is a pure function of (seed, building, room, settings),
+so the bytes do not depend on the number of worker processes. Output goes to a temporary folder beside OUT that
+is renamed into place at the end: an interrupted run leaves no half dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from taskonomy_db import encodings as enc
+from taskonomy_db.errors import GenerateError
+from taskonomy_db.layout import DOMAINS, LAYOUTS, file_name, relative_path
+from taskonomy_db.render import (
+    Camera,
+    CompiledRoom,
+    RenderedView,
+    class_object,
+    class_scene,
+    edge_occlusion,
+    edge_texture,
+    keypoints2d,
+    keypoints3d,
+    render,
+    segment_unsup2d,
+    segment_unsup25d,
+)
+from taskonomy_db.scenes import Room, building_names, make_room, make_style
+
+MIN_SIZE, MAX_SIZE = 32, 512
+MANIFEST = "tdb_generate.json"
+FOV_RANGE = (math.radians(55), math.radians(65))
+MAX_PITCH = math.radians(40)
+MAX_ROLL = math.radians(10)
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    n_buildings: int = 8
+    rooms_per_building: int = 3
+    points_per_room: int = 3
+    views_per_point: int = 3
+    size: int = 64
+    seed: int = 0
+    layout: str = "taskonomy"
+
+    @property
+    def n_views(self) -> int:
+        return self.n_buildings * self.rooms_per_building * self.points_per_room * self.views_per_point
+
+    def check(self) -> None:
+        for name in ("n_buildings", "rooms_per_building", "points_per_room", "views_per_point"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise GenerateError(
+                    f"{name.replace('n_', '').replace('_', ' ')} must be a positive integer, got {value}"
+                )
+        if not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise GenerateError(f"unsupported image size {self.size}: choose {MIN_SIZE} to {MAX_SIZE} pixels")
+        if self.layout not in LAYOUTS:
+            raise GenerateError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
+        if self.points_per_room * self.rooms_per_building > 10_000:
+            raise GenerateError("more than 10000 points per building is not supported")
+
+
+@dataclass
+class GenerateReport:
+    out: str
+    buildings: list[str]
+    n_views: int
+    n_files: int
+    settings: dict
+
+
+@dataclass(frozen=True)
+class ViewPose:
+    point: int
+    view: int
+    camera: Camera
+    point_location: np.ndarray
+    point_normal: np.ndarray
+    original_rotation: np.ndarray
+
+
+# ---------------------------------------------------------------- cameras
+
+
+def look_at(position: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """world_from_camera rotation (x right, y down, z forward) looking at target, rolled about the view axis."""
+    forward = target - position
+    forward = forward / np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c, s = math.cos(roll), math.sin(roll)
+    return np.stack([c * right + s * down, -s * right + c * down, forward], axis=1)
+
+
+def blender_euler(world_from_camera: np.ndarray) -> list[float]:
+    """Blender XYZ Euler angles of the camera (Blender cameras look down -Z with +Y up), as in Taskonomy JSON."""
+    m = world_from_camera @ np.diag([1.0, -1.0, -1.0])
+    return _euler_xyz(m)
+
+
+def _euler_xyz(m: np.ndarray) -> list[float]:
+    """Euler angles (x, y, z) with m = Rz @ Ry @ Rx."""
+    ry = math.asin(-max(-1.0, min(1.0, m[2, 0])))
+    rx = math.atan2(m[2, 1], m[2, 2])
+    rz = math.atan2(m[1, 0], m[0, 0])
+    return [rx, ry, rz]
+
+
+def _free_positions(compiled: CompiledRoom, rng: np.random.Generator, n: int, margin: float) -> np.ndarray:
+    width, depth, _ = compiled.room.size
+    positions = np.stack(
+        [rng.uniform(margin, width - margin, n), rng.uniform(margin, depth - margin, n), rng.uniform(0.9, 1.8, n)],
+        axis=1,
+    )
+    return positions[~compiled.inside_any(positions, 0.25)]
+
+
+def sample_fixation(compiled: CompiledRoom, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """A point on a visible surface (not the ceiling) and its world normal, seen from a random free spot."""
+    room = compiled.room
+    for _ in range(30):
+        origins = _free_positions(compiled, rng, 4, 0.5)
+        if len(origins) == 0:
+            continue
+        origin = origins[0]
+        if room.primitives and rng.random() < 0.6:
+            target = np.asarray(room.primitives[int(rng.integers(len(room.primitives)))].centre)
+            direction = target - origin + rng.normal(0, 0.05, 3)
+        else:
+            yaw, pitch = rng.uniform(0, 2 * math.pi), rng.uniform(-0.6, 0.15)
+            direction = np.array([math.cos(yaw) * math.cos(pitch), math.sin(yaw) * math.cos(pitch), math.sin(pitch)])
+        direction = direction / np.linalg.norm(direction)
+        t, ids = compiled.cast(origin, direction[None])
+        if not np.isfinite(t[0]) or ids[0] < 0 or t[0] < 0.6:
+            continue
+        point = origin + t[0] * direction
+        if point[2] > room.size[2] - 0.05 or not _on_broad_surface(compiled, origin, direction, t[0]):
+            continue
+        normal = compiled.surface(point[None], ids)["normals"][0]
+        if normal @ direction > 0:
+            normal = -normal
+        return point, normal
+    return None
+
+
+def _on_broad_surface(compiled: CompiledRoom, origin: np.ndarray, direction: np.ndarray, distance: float) -> bool:
+    """Whether rays 0.04 rad around the fixation hit the same surface (about a pixel at 32 px): keeps points
+    off silhouettes and thin parts, so the pixels at the image centre see the fixated point at any size."""
+    side = np.cross(direction, [0.0, 0.0, 1.0])
+    side /= np.linalg.norm(side)
+    up = np.cross(side, direction)
+    angles = np.arange(8) * (np.pi / 4)
+    dirs = direction + 0.04 * (np.cos(angles)[:, None] * side + np.sin(angles)[:, None] * up)
+    t, _ = compiled.cast(origin, dirs / np.linalg.norm(dirs, axis=1, keepdims=True))
+    return bool(np.all(np.abs(t - distance) < 0.1 * distance))
+
+
+def sample_views(
+    compiled: CompiledRoom, rng: np.random.Generator, point: np.ndarray, normal: np.ndarray, n_views: int
+) -> list[np.ndarray] | None:
+    """Camera positions that see `point` unoccluded, from the side its surface faces, spread apart."""
+    positions: list[np.ndarray] = []
+    for _ in range(12):
+        candidates = _free_positions(compiled, rng, 64, 0.3)
+        offset = point - candidates
+        distance = np.linalg.norm(offset, axis=1)
+        pitch = np.arcsin(np.clip(offset[:, 2] / np.maximum(distance, 1e-9), -1, 1))
+        facing = -(offset @ normal) / np.maximum(distance, 1e-9)
+        keep = (distance > 0.8) & (distance < 5.5) & (np.abs(pitch) < MAX_PITCH) & (facing > 0.25)
+        candidates, distance, offset = candidates[keep], distance[keep], offset[keep]
+        if len(candidates) == 0:
+            continue
+        t, _ = compiled.cast(candidates, offset / distance[:, None])
+        visible = np.abs(t - distance) < 1e-3 * distance + 1e-4
+        for position, d in zip(candidates[visible], distance[visible], strict=True):
+            far_apart = all(np.linalg.norm(position - other) > 0.5 for other in positions)
+            if far_apart and _on_broad_surface(compiled, position, (point - position) / d, d):
+                positions.append(position)
+                if len(positions) == n_views:
+                    return positions
+    return None
+
+
+def sample_poses(
+    compiled: CompiledRoom, rng: np.random.Generator, first_point: int, settings: GenerateSettings
+) -> list[ViewPose]:
+    """Fixated cameras for every (point, view) of a room."""
+    poses: list[ViewPose] = []
+    for k in range(settings.points_per_room):
+        for _attempt in range(200):
+            fixation = sample_fixation(compiled, rng)
+            if fixation is None:
+                continue
+            positions = sample_views(compiled, rng, *fixation, settings.views_per_point)
+            if positions is not None:
+                break
+        else:
+            raise GenerateError(f"room {compiled.room.index}: found no camera that sees a fixation point")
+        point, normal = fixation
+        for view, position in enumerate(positions):
+            roll = float(np.clip(rng.normal(0, math.radians(4)), -MAX_ROLL, MAX_ROLL))
+            level_target = np.array([point[0], point[1], position[2]])
+            camera = Camera(
+                position=position, rotation=look_at(position, point, roll), fov=float(rng.uniform(*FOV_RANGE))
+            )
+            poses.append(ViewPose(first_point + k, view, camera, point, normal, look_at(position, level_target)))
+    return poses
+
+
+# ---------------------------------------------------------------- per-view annotations
+
+
+def _vector(values: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in np.asarray(values).ravel()]
+
+
+def _matrix(m: np.ndarray) -> list[list[float]]:
+    return [_vector(row) for row in m]
+
+
+def points_json(building: str, room: Room, pose: ViewPose, size: int) -> dict:
+    camera = pose.camera
+    camera_from_world = camera.rotation.T
+    focal = camera.focal(size)
+    centre_cam = camera_from_world @ (np.asarray(room.size) / 2 - camera.position)
+    vanishing, vanishing_pixels = {}, {}
+    for name, axis in zip("xyz", np.eye(3), strict=True):
+        direction = camera_from_world @ axis
+        if direction[2] < 0 or (direction[2] == 0 and direction[0] < 0):
+            direction = -direction  # the well-defined one: pointing into the image
+        vanishing[name] = _vector(direction)
+        vanishing_pixels[name] = (
+            _vector(direction[:2] / direction[2] * focal + size / 2) if direction[2] > 1e-6 else None
+        )
+    final = blender_euler(camera.rotation)
+    original = blender_euler(pose.original_rotation)
+    return {
+        "building": building,
+        "room": room.index,
+        "scene_class": room.room_type,
+        "point_uuid": f"{building}_{pose.point}",
+        "point": pose.point,
+        "view_id": pose.view,
+        "camera_location": _vector(camera.position),
+        "camera_rotation_final": _vector(final),
+        "camera_rotation_original": _vector(original),
+        "camera_rotation_from_original_to_final": _vector(_euler_xyz(camera.rotation @ pose.original_rotation.T)),
+        "camera_rotation_convention": "Blender XYZ Euler radians; a Blender camera looks down its -Z with +Y up",
+        "camera_frame": "x right, y down, z forward; world: z up, metres",
+        "world_from_camera": _matrix(camera.rotation),
+        "field_of_view_rads": round(camera.fov, 6),
+        "intrinsics": {"fx": round(focal, 6), "fy": round(focal, 6), "cx": size / 2, "cy": size / 2, "size": size},
+        "point_location": _vector(pose.point_location),
+        "point_normal": _vector(pose.point_normal),
+        "point_pixel": [size / 2, size / 2],
+        "point_distance": round(float(np.linalg.norm(pose.point_location - camera.position)), 6),
+        "room_layout": {
+            "center": _vector(centre_cam),
+            "size": _vector(room.size),
+            "camera_from_room": _matrix(camera_from_world),
+            "euler_xyz": _vector(_euler_xyz(camera_from_world)),
+            "vector": _vector(np.concatenate([centre_cam, _euler_xyz(camera_from_world), room.size])),
+        },
+        "vanishing_points_gaussian_sphere": vanishing,
+        "vanishing_points_pixels": vanishing_pixels,
+    }
+
+
+def nonfixated_matches(views: list[tuple[ViewPose, RenderedView]], size: int) -> list[list[dict]]:
+    """For every view, the other views of the room that see the same surfaces, with the fraction they share."""
+    stride = max(1, size // 32)
+    samples = []
+    for pose, rendered in views:
+        rows, cols = np.nonzero(rendered.valid[::stride, ::stride])
+        rows, cols = rows * stride, cols * stride
+        directions, _ = _directions(pose.camera, size, rows, cols)
+        samples.append(pose.camera.position + rendered.depth_euclidean[rows, cols, None] * directions)
+    matches: list[list[dict]] = []
+    for a, (pose_a, _) in enumerate(views):
+        found = []
+        for b, (pose_b, rendered_b) in enumerate(views):
+            if a == b or len(samples[a]) == 0:
+                continue
+            pixels, z = pose_b.camera.project(samples[a], size)
+            inside = (z > 0.05) & np.all((pixels >= 0) & (pixels < size), axis=1)
+            px = np.clip(pixels[inside].astype(int), 0, size - 1)
+            seen = rendered_b.depth_zbuffer[px[:, 1], px[:, 0]]
+            consistent = np.abs(seen - z[inside]) < 0.03 * z[inside] + 0.02
+            overlap = consistent.sum() / len(samples[a])
+            if overlap >= 0.05:
+                found.append(
+                    {
+                        "point": pose_b.point,
+                        "view": pose_b.view,
+                        "overlap": round(float(overlap), 4),
+                        "same_point": pose_b.point == pose_a.point,
+                    }
+                )
+        matches.append(found)
+    return matches
+
+
+def _directions(camera: Camera, size: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = camera.focal(size)
+    local = np.stack([(cols + 0.5 - size / 2) / f, (rows + 0.5 - size / 2) / f, np.ones(len(rows))], axis=1)
+    length = np.linalg.norm(local, axis=1)
+    return (local / length[:, None]) @ camera.rotation.T, length
+
+
+def encode_view(building: str, room: Room, pose: ViewPose, rendered: RenderedView, size: int) -> dict[str, bytes]:
+    """Every domain file of one view (except nonfixated_matches, which needs the room's other views)."""
+    png = enc.png_bytes
+    return {
+        "rgb": png(enc.encode_rgb(rendered.rgb)),
+        "depth_zbuffer": png(enc.encode_depth(rendered.depth_zbuffer, rendered.valid)),
+        "depth_euclidean": png(enc.encode_depth(rendered.depth_euclidean, rendered.valid)),
+        "normal": png(enc.encode_normal(rendered.normal, rendered.valid)),
+        "reshading": png(enc.encode_reshading(rendered.reshading)),
+        "principal_curvature": png(enc.encode_curvature(rendered.curvature[..., 0], rendered.curvature[..., 1])),
+        "edge_texture": png(enc.encode_response(edge_texture(rendered))),
+        "edge_occlusion": png(enc.encode_response(edge_occlusion(rendered))),
+        "keypoints2d": png(enc.encode_response(keypoints2d(rendered))),
+        "keypoints3d": png(enc.encode_response(keypoints3d(rendered))),
+        "segment_semantic": png(enc.encode_segment_semantic(rendered.segment_semantic)),
+        "segment_unsup2d": png(enc.encode_segment_unsup(segment_unsup2d(rendered))),
+        "segment_unsup25d": png(enc.encode_segment_unsup(segment_unsup25d(rendered))),
+        "class_object": enc.npy_bytes(enc.encode_distribution(class_object(rendered))),
+        "class_scene": enc.npy_bytes(enc.encode_distribution(class_scene(room))),
+        "points": enc.json_bytes(points_json(building, room, pose, size)),
+        "mask_valid": png(enc.encode_mask(rendered.valid)),
+    }
+
+
+# ---------------------------------------------------------------- one room, one building, the dataset
+
+
+def build_room(seed: int, building_index: int, room_index: int) -> Room:
+    """Room `room_index` of building `building_index`: a pure function of the three numbers."""
+    style = make_style(np.random.default_rng([seed, building_index, 0]))
+    return make_room(style, np.random.default_rng([seed, building_index, 1, room_index]), room_index)
+
+
+def render_room(
+    settings: GenerateSettings, building_index: int, building: str, room_index: int, room: Room | None = None
+) -> tuple[Room, list[tuple[ViewPose, RenderedView]]]:
+    """The room, its fixated cameras and every rendered view (for tests and tools; writes nothing)."""
+    room = room or build_room(settings.seed, building_index, room_index)
+    compiled = CompiledRoom(room)
+    rng = np.random.default_rng([settings.seed, building_index, 2, room_index])
+    poses = sample_poses(compiled, rng, room_index * settings.points_per_room, settings)
+    return room, [(pose, render(compiled, pose.camera, settings.size)) for pose in poses]
+
+
+def _room_task(args: tuple[GenerateSettings, int, str, int, str]) -> int:
+    settings, building_index, building, room_index, root = args
+    room, views = render_room(settings, building_index, building, room_index)
+    matches = nonfixated_matches(views, settings.size)
+    for (pose, rendered), found in zip(views, matches, strict=True):
+        files = encode_view(building, room, pose, rendered, settings.size)
+        files["nonfixated_matches"] = enc.json_bytes({"point": pose.point, "view": pose.view, "matches": found})
+        for domain, data in files.items():
+            name = file_name(pose.point, pose.view, domain, enc.extension(domain))
+            (Path(root) / relative_path(settings.layout, building, domain, name)).write_bytes(data)
+    return len(views)
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise GenerateError(f"output {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise GenerateError(f"output {out} exists and is not empty (use --overwrite to replace it)")
+
+
+def generate(
+    out: str | Path,
+    n_buildings: int = 8,
+    rooms_per_building: int = 3,
+    points_per_room: int = 3,
+    views_per_point: int = 3,
+    size: int = 64,
+    seed: int = 0,
+    layout: str = "taskonomy",
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> GenerateReport:
+    """Render a dataset into `out` in the real Taskonomy layout; see the module docstring."""
+    settings = GenerateSettings(n_buildings, rooms_per_building, points_per_room, views_per_point, size, seed, layout)
+    settings.check()
+    out = Path(out)
+    check_output(out, overwrite)
+    if workers is not None and workers < 1:
+        raise GenerateError(f"workers must be at least 1, got {workers}")
+
+    names = building_names(seed, n_buildings)
+    tasks = [(settings, b, names[b], r, "") for b in range(n_buildings) for r in range(rooms_per_building)]
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    tmp = out.parent / f".{out.name}.generating-{os.getpid()}"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        for name in names:
+            for domain in DOMAINS:
+                (tmp / relative_path(layout, name, domain, "x")).parent.mkdir(parents=True, exist_ok=True)
+        tasks = [(s, b, name, r, str(tmp)) for s, b, name, r, _ in tasks]
+        with tqdm(total=settings.n_views, desc="rendering", unit="view", disable=None if progress else True) as bar:
+            if workers == 1:
+                for task in tasks:
+                    bar.update(_room_task(task))
+            else:
+                # fork: workers inherit the imported modules and never re-run the caller's main script.
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+                with context.Pool(workers) as pool:
+                    for n in pool.imap_unordered(_room_task, tasks):
+                        bar.update(n)
+        manifest = {"generator": "taskonomy_db.generate", "buildings": names, "settings": asdict(settings)}
+        (tmp / MANIFEST).write_bytes(enc.json_bytes(manifest))
+        if out.exists():
+            old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return GenerateReport(
+        out=str(out),
+        buildings=names,
+        n_views=settings.n_views,
+        n_files=settings.n_views * len(DOMAINS),
+        settings=asdict(settings),
+    )

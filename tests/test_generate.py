@@ -1,0 +1,314 @@
+"""The embedded dataset generator: geometry, labels, layout, determinism and bad input, on real generated files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from taskonomy_db import encodings as enc
+from taskonomy_db.cli import cli
+from taskonomy_db.generate import GenerateSettings, build_room, generate, render_room
+from taskonomy_db.ingest import ingest
+from taskonomy_db.layout import DOMAINS, file_name
+from taskonomy_db.render import CompiledRoom, occlusion_strength, pixel_rays
+from taskonomy_db.scenes import building_names, restyle
+from taskonomy_db.workspace import Workspace
+
+SIZE = 48
+SETTINGS = {"n_buildings": 2, "rooms_per_building": 2, "points_per_room": 2, "views_per_point": 2, "size": SIZE}
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("generated") / "data"
+    generate(out, seed=3, workers=2, progress=False, **SETTINGS)
+    return out
+
+
+def views(root: Path):
+    """(building, point, view) of every view in a taskonomy-layout dataset."""
+    for points in sorted(root.glob("*/points/*.json")):
+        data = enc.read_json(points)
+        yield points.parent.parent.name, data["point"], data["view_id"]
+
+
+def load(root: Path, building: str, point: int, view: int, domain: str):
+    return enc.read_domain(root / building / domain / file_name(point, view, domain, enc.extension(domain)))
+
+
+def camera_rays(info: dict) -> np.ndarray:
+    """Per-pixel camera-frame (x right, y down, z forward) ray directions at z = 1."""
+    intrinsics = info["intrinsics"]
+    size = intrinsics["size"]
+    grid = np.arange(size) + 0.5
+    x = (grid[None, :] - intrinsics["cx"]) / intrinsics["fx"]
+    y = (grid[:, None] - intrinsics["cy"]) / intrinsics["fy"]
+    return np.stack(np.broadcast_arrays(x, y, np.ones((size, size))), axis=-1)
+
+
+def test_every_domain_for_every_view_and_ingest_unchanged(dataset: Path, tmp_path: Path):
+    keys = list(views(dataset))
+    assert len(keys) == 2 * 2 * 2 * 2
+    for building, point, view in keys:
+        for domain in DOMAINS:
+            assert (dataset / building / domain / file_name(point, view, domain, enc.extension(domain))).is_file()
+    before = sorted(p.relative_to(dataset) for p in dataset.rglob("*"))
+    workspace = Workspace.init(tmp_path / "study")
+    report = ingest(workspace, dataset)
+    assert report.layout == "taskonomy"
+    assert report.n_images == len(keys)
+    assert report.domains == list(DOMAINS)
+    assert report.missing_per_domain == {} and report.problems == []
+    assert sorted(p.relative_to(dataset) for p in dataset.rglob("*")) == before
+
+
+def test_depth_euclidean_at_least_zbuffer_and_equal_at_centre(dataset: Path):
+    for key in views(dataset):
+        zbuffer = load(dataset, *key, "depth_zbuffer").astype(np.int64)
+        euclidean = load(dataset, *key, "depth_euclidean").astype(np.int64)
+        valid = zbuffer != enc.DEPTH_MISSING
+        assert np.array_equal(valid, euclidean != enc.DEPTH_MISSING)
+        assert np.array_equal(valid, enc.decode_mask(load(dataset, *key, "mask_valid")))
+        assert np.all(euclidean[valid] >= zbuffer[valid] - 1)
+        centre = SIZE // 2
+        assert abs(euclidean[centre, centre] - zbuffer[centre, centre]) <= 1
+        # The fixated point is what the centre sees.
+        info = load(dataset, *key, "points")
+        seen = euclidean[centre - 1 : centre + 1, centre - 1 : centre + 1] / enc.DEPTH_UNITS_PER_METRE
+        # The image centre lies between the four central pixels: on a plane their mean is the centre's depth.
+        assert abs(seen.mean() - info["point_distance"]) < 0.03 * info["point_distance"]
+
+
+def test_normals_are_unit_and_face_the_camera(dataset: Path):
+    for key in views(dataset):
+        normals, valid = enc.decode_normal(load(dataset, *key, "normal"))
+        depth_valid = enc.decode_mask(load(dataset, *key, "mask_valid"))
+        assert np.array_equal(valid, depth_valid)
+        length = np.linalg.norm(normals[valid], axis=1)
+        assert np.all(np.abs(length - 1) < 0.02)
+        cv = normals * np.array([1, 1, -1])  # stored +Z toward the camera -> camera frame z forward
+        rays = camera_rays(load(dataset, *key, "points"))
+        rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+        facing = np.einsum("ijk,ijk->ij", cv, rays)[valid]
+        assert np.all(facing < 0.02)
+        assert np.mean(facing < -0.1) > 0.95
+
+
+def test_edge_occlusion_lies_on_depth_discontinuities(dataset: Path):
+    n_edges = 0
+    for key in views(dataset):
+        edges = enc.decode_response(load(dataset, *key, "edge_occlusion")) > 0
+        metres, valid = enc.decode_depth(load(dataset, *key, "depth_euclidean"))
+        log_depth = np.pad(np.log(np.where(valid, np.maximum(metres, 1e-3), enc.DEPTH_MAX_METRES)), 1, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(log_depth, (3, 3))
+        jump = windows.max(axis=(2, 3)) - windows.min(axis=(2, 3))
+        # A Sobel response above the threshold needs a depth ratio of ~1.1 or more across the 3x3 window.
+        assert np.all(jump[edges] > 0.1)
+        n_edges += edges.sum()
+    assert n_edges > 0
+
+
+def test_texture_edges_differ_from_occlusion_edges(dataset: Path):
+    texture_only, texture_total = 0, 0
+    for key in views(dataset):
+        texture = enc.decode_response(load(dataset, *key, "edge_texture")) > 0
+        occlusion = enc.decode_response(load(dataset, *key, "edge_occlusion")) > 0
+        near_occlusion = np.zeros_like(occlusion)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                near_occlusion |= np.roll(occlusion, (dy, dx), axis=(0, 1))
+        texture_only += (texture & ~near_occlusion).sum()
+        texture_total += texture.sum()
+    assert texture_total > 0 and texture_only / texture_total > 0.5
+
+
+def test_fixated_point_projects_to_image_centre_in_every_view(dataset: Path):
+    points_seen: dict[tuple[str, int], list[list[float]]] = {}
+    for key in views(dataset):
+        info = load(dataset, *key, "points")
+        world_from_camera = np.array(info["world_from_camera"])
+        local = world_from_camera.T @ (np.array(info["point_location"]) - info["camera_location"])
+        intrinsics = info["intrinsics"]
+        pixel = local[:2] / local[2] * intrinsics["fx"] + [intrinsics["cx"], intrinsics["cy"]]
+        assert local[2] > 0 and np.allclose(pixel, [SIZE / 2, SIZE / 2], atol=1e-3)
+        assert math.radians(50) < info["field_of_view_rads"] < math.radians(70)
+        # camera_rotation_final (Blender XYZ Euler, camera looking down -Z) is the same rotation.
+        rx, ry, rz = info["camera_rotation_final"]
+        rot_x = np.array([[1, 0, 0], [0, math.cos(rx), -math.sin(rx)], [0, math.sin(rx), math.cos(rx)]])
+        rot_y = np.array([[math.cos(ry), 0, math.sin(ry)], [0, 1, 0], [-math.sin(ry), 0, math.cos(ry)]])
+        rot_z = np.array([[math.cos(rz), -math.sin(rz), 0], [math.sin(rz), math.cos(rz), 0], [0, 0, 1]])
+        assert np.allclose(rot_z @ rot_y @ rot_x, world_from_camera @ np.diag([1, -1, -1]), atol=1e-5)
+        points_seen.setdefault((key[0], key[1]), []).append(info["camera_location"])
+    # Views of one point come from different places.
+    for locations in points_seen.values():
+        assert len(locations) == 2 and np.linalg.norm(np.subtract(*locations)) > 0.4
+
+
+def test_room_layout_and_vanishing_points_match_rendered_edges(dataset: Path):
+    checked, agreeing = 0, 0
+    for key in views(dataset):
+        info = load(dataset, *key, "points")
+        layout = info["room_layout"]
+        rotation, centre, size = np.array(layout["camera_from_room"]), np.array(layout["center"]), layout["size"]
+        normals, valid = enc.decode_normal(load(dataset, *key, "normal"))
+        depth, _ = enc.decode_depth(load(dataset, *key, "depth_zbuffer"))
+        to_stored = np.array([1, 1, -1])  # camera frame (z forward) -> stored normal frame (+Z toward camera)
+        # Vanishing points are the room's axes in the camera frame.
+        for name, axis in zip("xyz", np.eye(3), strict=True):
+            direction = np.array(info["vanishing_points_gaussian_sphere"][name])
+            assert abs(abs(direction @ (rotation @ axis)) - 1) < 1e-5
+            pixel = info["vanishing_points_pixels"][name]
+            if pixel is not None:
+                expected = direction[:2] / direction[2] * info["intrinsics"]["fx"] + SIZE / 2
+                assert np.allclose(pixel, expected, rtol=1e-4, atol=1e-2)  # JSON rounds to 6 decimals
+        # Sample the four floor-wall edges of the layout box and the four vertical wall-wall edges.
+        hx, hy, hz = np.array(size) / 2
+        s = np.linspace(-1, 1, 120)[:, None]
+        edges = []  # (room-frame points along the edge, the inward normals of the two surfaces meeting there)
+        for side in (-1, 1):
+            edges.append((s * [hx, 0, 0] + [0, side * hy, -hz], [[0, 0, 1], [0, -side, 0]]))
+            edges.append((s * [0, hy, 0] + [side * hx, 0, -hz], [[0, 0, 1], [-side, 0, 0]]))
+            for other in (-1, 1):
+                edges.append((s * [0, 0, hz] + [side * hx, other * hy, 0], [[-side, 0, 0], [0, -other, 0]]))
+        for room_points, room_normals in edges:
+            expected_normals = [rotation @ n * to_stored for n in room_normals]
+            camera_points = room_points @ rotation.T + centre
+            z = camera_points[:, 2]
+            front = z > 0.2
+            pixels = camera_points[front, :2] / z[front, None] * info["intrinsics"]["fx"] + SIZE / 2
+            inside = np.all((pixels >= 1) & (pixels < SIZE - 1), axis=1)
+            for (u, v), depth_edge in zip(pixels[inside].astype(int), z[front][inside], strict=True):
+                window = (slice(v - 1, v + 2), slice(u - 1, u + 2))
+                if not np.any(np.abs(depth[window] - depth_edge) < 0.03 * depth_edge + 0.01):
+                    continue  # an object hides this part of the edge
+                checked += 1
+                found = [
+                    np.any(valid[window] & (np.einsum("ijk,k->ij", normals[window], n) > 0.95))
+                    for n in expected_normals
+                ]
+                agreeing += all(found)
+    assert checked > 50
+    assert agreeing / checked > 0.9
+
+
+def test_semantic_labels_and_depth_agree_with_the_primitive_each_ray_hit():
+    settings = GenerateSettings(n_buildings=1, rooms_per_building=1, points_per_room=1, views_per_point=2, size=32)
+    room, rendered = render_room(settings, 0, "test", 0)
+    compiled = CompiledRoom(room)
+    for pose, view in rendered:
+        ids = view.primitive_id
+        expected = np.where(ids == 0, enc.SEMANTIC_BACKGROUND, enc.SEMANTIC_UNCERTAIN)
+        for k, primitive in enumerate(room.primitives):
+            cls = room.objects[primitive.object_index].class_name
+            expected[ids == k + 1] = enc.SEMANTIC_CLASSES.index(cls)
+        assert np.array_equal(view.segment_semantic, expected)
+        # Re-intersect each object pixel's ray with its primitive alone: same distance as the stored depth.
+        dirs = pixel_rays(pose.camera, 32)[0].reshape(32, 32, 3)
+        for k in np.unique(ids[ids > 0]):
+            rows = ids == k
+            t = compiled._hit_primitive(k - 1, np.broadcast_to(pose.camera.position, (rows.sum(), 3)), dirs[rows])
+            assert np.allclose(t, view.depth_euclidean[rows], atol=1e-6)
+        assert (view.segment_semantic >= 2).any() or len(room.objects) == 0
+
+
+def test_reshading_and_geometry_ignore_textures():
+    settings = GenerateSettings(n_buildings=1, rooms_per_building=1, points_per_room=1, views_per_point=2, size=32)
+    room = build_room(settings.seed, 0, 0)
+    restyled = restyle(room, np.random.default_rng(99))
+    _, plain = render_room(settings, 0, "test", 0, room=room)
+    _, repainted = render_room(settings, 0, "test", 0, room=restyled)
+    for (_, a), (_, b) in zip(plain, repainted, strict=True):
+        assert np.array_equal(enc.encode_reshading(a.reshading), enc.encode_reshading(b.reshading))
+        assert np.array_equal(a.depth_zbuffer, b.depth_zbuffer) and np.array_equal(a.normal, b.normal)
+        assert np.array_equal(occlusion_strength(a), occlusion_strength(b))
+        assert not np.array_equal(enc.encode_rgb(a.rgb), enc.encode_rgb(b.rgb))
+
+
+def test_class_vectors_and_curvature(dataset: Path):
+    scenes = set()
+    for key in views(dataset):
+        info = load(dataset, *key, "points")
+        scene = load(dataset, *key, "class_scene")
+        assert scene.dtype == np.float32 and scene.shape == (len(enc.SCENE_CLASSES),)
+        assert enc.SCENE_CLASSES[int(scene.argmax())] == info["scene_class"]
+        scenes.add(info["scene_class"])
+        objects = load(dataset, *key, "class_object")
+        assert objects.shape == (len(enc.OBJECT_CLASSES),) and abs(objects.sum() - 1) < 1e-5
+        semantic, _ = enc.decode_segment_semantic(load(dataset, *key, "segment_semantic"))
+        visible = {enc.SEMANTIC_CLASSES[label] for label in np.unique(semantic) if label >= 2}
+        if visible:
+            assert {enc.OBJECT_CLASSES[i] for i in np.flatnonzero(objects > 0)} == visible
+        curvature = enc.decode_curvature(load(dataset, *key, "principal_curvature"))
+        assert np.all(curvature[..., 0] >= curvature[..., 1])
+        assert np.all(curvature[semantic == enc.SEMANTIC_BACKGROUND] == 0)  # walls, floor, ceiling are flat
+    assert scenes
+
+
+def test_same_seed_same_bytes_whatever_the_workers_and_different_seeds_differ(tmp_path: Path):
+    small = {"n_buildings": 2, "rooms_per_building": 1, "points_per_room": 1, "views_per_point": 2, "size": 32}
+    generate(tmp_path / "a", seed=5, workers=1, progress=False, **small)
+    generate(tmp_path / "b", seed=5, workers=2, progress=False, **small)
+    generate(tmp_path / "c", seed=6, workers=1, progress=False, **small)
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    a, b, c = tree(tmp_path / "a"), tree(tmp_path / "b"), tree(tmp_path / "c")
+    assert a == b
+    assert building_names(5, 2) != building_names(6, 2)
+    rgb_a = sorted(v for k, v in a.items() if "/rgb/" in k)
+    rgb_c = sorted(v for k, v in c.items() if "/rgb/" in k)
+    assert len(rgb_a) == len(rgb_c) == 4 and not set(rgb_a) & set(rgb_c)
+
+
+def test_cli_generates_omnidata_layout_that_ingests(tmp_path: Path):
+    out = tmp_path / "omni"
+    args = ["generate", str(out), "--buildings", "1", "--rooms", "1", "--points-per-room", "1"]
+    result = CliRunner().invoke(cli, [*args, "--views-per-point", "2", "--size", "32", "--layout", "omnidata"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 views" in result.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(DOMAINS)
+    workspace = Workspace.init(tmp_path / "study")
+    report = ingest(workspace, out)
+    assert report.layout == "omnidata" and report.n_images == 2 and report.domains == list(DOMAINS)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--buildings", "0"], "buildings must be a positive integer"),
+        (["--size", "-8"], "unsupported image size -8"),
+        (["--size", "1024"], "unsupported image size 1024"),
+        (["--views-per-point", "0"], "views per point must be a positive integer"),
+    ],
+)
+def test_bad_settings_stop_before_writing(tmp_path: Path, extra: list[str], message: str):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["generate", str(out), *extra])
+    assert result.exit_code != 0
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["generate", str(out), "--buildings", "1", "--rooms", "1", "--points-per-room", "1", "--size", "32"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0 and "exists and is not empty" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+    result = CliRunner().invoke(cli, [*args, "--overwrite", "--views-per-point", "1"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and len(list(out.glob("*/rgb/*.png"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_generate_help_has_an_example():
+    result = CliRunner().invoke(cli, ["generate", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output
