@@ -13,35 +13,72 @@ candidates as (
     from affinity_candidates
 ),
 
-candidate_losses as materialized (
+candidate_losses as not materialized (
     select candidates.target_number, candidates.source_index, losses.image_id, losses.loss
     from losses
     inner join candidates on candidates.transfer_id = losses.transfer_id
 ),
 
-target_sizes as (
-    select target_number, count(*) as n_candidates from candidates group by target_number
+-- One pass over the losses: each candidate's losses in image order, plus a fingerprint of its image set
+-- (count, sum and xor of hashes) to check that the lists of one target line up image by image.
+candidate_lists as (
+    select
+        target_number,
+        source_index,
+        list(loss order by image_id) as loss_list,
+        count(*) as n_images,
+        sum(image_id) as image_id_sum,
+        bit_xor(hash(image_id)) as image_id_hash
+    from candidate_losses
+    group by target_number, source_index
 ),
 
--- Only images every candidate was tested on, so that the per-candidate loss lists below align position by position.
-common_images as (
-    select candidate_losses.target_number, candidate_losses.image_id
+aligned_targets as (
+    select target_number
+    from candidate_lists
+    group by target_number
+    having count(distinct (n_images, image_id_sum, image_id_hash)) = 1
+),
+
+aligned_lists as (
+    select candidate_lists.target_number, candidate_lists.source_index, candidate_lists.loss_list
+    from candidate_lists
+    semi join aligned_targets on aligned_targets.target_number = candidate_lists.target_number
+),
+
+-- Targets whose candidates were tested on different images (not the case for `tdb transfer`, which tests every
+-- transfer of a target on the same images): keep only the images every candidate has, then list again.
+unaligned_losses as (
+    select candidate_losses.*
     from candidate_losses
-    inner join target_sizes on target_sizes.target_number = candidate_losses.target_number
-    group by candidate_losses.target_number, candidate_losses.image_id, target_sizes.n_candidates
-    having count(*) = target_sizes.n_candidates
+    anti join aligned_targets on aligned_targets.target_number = candidate_losses.target_number
+),
+
+common_images as (
+    select unaligned_losses.target_number, unaligned_losses.image_id
+    from unaligned_losses
+    group by unaligned_losses.target_number, unaligned_losses.image_id
+    having count(*) = (
+        select count(*) from candidates where candidates.target_number = unaligned_losses.target_number
+    )
+),
+
+realigned_lists as (
+    select
+        unaligned_losses.target_number,
+        unaligned_losses.source_index,
+        list(unaligned_losses.loss order by unaligned_losses.image_id) as loss_list
+    from unaligned_losses
+    semi join common_images
+        on common_images.target_number = unaligned_losses.target_number
+        and common_images.image_id = unaligned_losses.image_id
+    group by unaligned_losses.target_number, unaligned_losses.source_index
 ),
 
 loss_lists as (
-    select
-        candidate_losses.target_number,
-        candidate_losses.source_index,
-        list(candidate_losses.loss order by candidate_losses.image_id) as loss_list
-    from candidate_losses
-    semi join common_images
-        on common_images.target_number = candidate_losses.target_number
-        and common_images.image_id = candidate_losses.image_id
-    group by candidate_losses.target_number, candidate_losses.source_index
+    select * from aligned_lists
+    union all
+    select * from realigned_lists
 ),
 
 upper_pairs as (

@@ -184,3 +184,19 @@ def test_affinity_command_formats(measured):
     assert "normal" in result.output.splitlines()[0]
     result = runner.invoke(cli, ["affinity", "-w", str(workspace.root), "--target", "nonsense"])
     assert result.exit_code != 0 and "nonsense" in result.output
+
+
+def test_candidates_tested_on_different_images_are_compared_on_the_common_ones(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    rng = np.random.default_rng(7)
+    tables = {"normal": {(name,): rng.random(40) for name in ["gold", "reshading", "depth_zbuffer"]}}
+    insert_transfers(workspace, tables)
+    with workspace.db.transaction() as con:  # reshading's loss on images 1-5 is missing, depth's on image 40
+        con.execute("delete from losses where transfer_id = 2 and image_id <= 5 or transfer_id = 3 and image_id = 40")
+    keys = sorted(tables["normal"])
+    common = np.stack([tables["normal"][k][5:39] for k in keys])
+    expected_wins, expected = numpy_ahp(common)
+    rows = workspace.db.query("select sources, affinity from affinity").to_pylist()
+    got = {tuple(r["sources"]): r["affinity"] for r in rows}
+    np.testing.assert_allclose([got[k] for k in keys], expected, rtol=0, atol=1e-9)
+    assert set(workspace.db.query("select n_images from pairwise_wins").column(0).to_pylist()) == {34}
