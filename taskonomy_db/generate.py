@@ -152,7 +152,7 @@ def sample_fixation(compiled: CompiledRoom, rng: np.random.Generator) -> tuple[n
         if not np.isfinite(t[0]) or ids[0] < 0 or t[0] < 0.6:
             continue
         point = origin + t[0] * direction
-        if point[2] > room.size[2] - 0.05 or not _on_broad_surface(compiled, origin, direction, t[0]):
+        if point[2] > room.size[2] - 0.05 or not _on_broad_surface(compiled, origin[None], point[None])[0]:
             continue
         normal = compiled.surface(point[None], ids)["normals"][0]
         if normal @ direction > 0:
@@ -161,16 +161,21 @@ def sample_fixation(compiled: CompiledRoom, rng: np.random.Generator) -> tuple[n
     return None
 
 
-def _on_broad_surface(compiled: CompiledRoom, origin: np.ndarray, direction: np.ndarray, distance: float) -> bool:
-    """Whether rays 0.04 rad around the fixation hit the same surface (about a pixel at 32 px): keeps points
-    off silhouettes and thin parts, so the pixels at the image centre see the fixated point at any size."""
+def _on_broad_surface(compiled: CompiledRoom, origins: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each origin looking at its target, whether rays 0.04 rad around the line of sight hit the same
+    surface (about a pixel at 32 px): keeps fixations off silhouettes and thin parts, so the pixels at the
+    image centre see the fixated point at any size. One batched cast for all origins."""
+    offset = targets - origins
+    distance = np.linalg.norm(offset, axis=1)
+    direction = offset / distance[:, None]
     side = np.cross(direction, [0.0, 0.0, 1.0])
-    side /= np.linalg.norm(side)
+    side /= np.linalg.norm(side, axis=1, keepdims=True)
     up = np.cross(side, direction)
     angles = np.arange(8) * (np.pi / 4)
-    dirs = direction + 0.04 * (np.cos(angles)[:, None] * side + np.sin(angles)[:, None] * up)
-    t, _ = compiled.cast(origin, dirs / np.linalg.norm(dirs, axis=1, keepdims=True))
-    return bool(np.all(np.abs(t - distance) < 0.1 * distance))
+    ring = np.cos(angles)[None, :, None] * side[:, None] + np.sin(angles)[None, :, None] * up[:, None]
+    dirs = (direction[:, None] + 0.04 * ring).reshape(-1, 3)
+    t, _ = compiled.cast(np.repeat(origins, 8, axis=0), dirs / np.linalg.norm(dirs, axis=1, keepdims=True))
+    return np.all(np.abs(t.reshape(-1, 8) - distance[:, None]) < 0.1 * distance[:, None], axis=1)
 
 
 def sample_views(
@@ -190,9 +195,12 @@ def sample_views(
             continue
         t, _ = compiled.cast(candidates, offset / distance[:, None])
         visible = np.abs(t - distance) < 1e-3 * distance + 1e-4
-        for position, d in zip(candidates[visible], distance[visible], strict=True):
-            far_apart = all(np.linalg.norm(position - other) > 0.5 for other in positions)
-            if far_apart and _on_broad_surface(compiled, position, (point - position) / d, d):
+        candidates = candidates[visible]
+        if len(candidates) == 0:
+            continue
+        broad = _on_broad_surface(compiled, candidates, np.broadcast_to(point, candidates.shape))
+        for position in candidates[broad]:
+            if all(np.linalg.norm(position - other) > 0.5 for other in positions):
                 positions.append(position)
                 if len(positions) == n_views:
                     return positions

@@ -122,6 +122,8 @@ class CompiledRoom:
                 centre = self.centres[members].mean(axis=0)
                 radius = max(np.linalg.norm(self.centres[k] - centre) + self.bounds[k] for k in members)
                 self.objects.append((centre, float(radius), members))
+        self.object_centres = np.array([centre for centre, _, _ in self.objects]).reshape(-1, 3)
+        self.object_radii = np.array([radius for _, radius, _ in self.objects])
         self.labels = np.array(
             [1] + [2 + OBJECT_CLASSES.index(room.objects[p.object_index].class_name) for p in self.primitives],
             dtype=np.int64,
@@ -155,9 +157,18 @@ class CompiledRoom:
         """(primitive k, candidate ray indices) pairs, culled per object, then per primitive."""
         if rays is None:
             rays = np.arange(len(dirs))
-        for centre, radius, members in self.objects:
-            o = origins if origins.ndim == 1 else origins[rays]
-            near = rays[self._near(centre, radius, o, dirs[rays], limit[rays])]
+        if origins.ndim == 1 and self.objects:
+            # One origin: test every object's bounding sphere with a single matrix product.
+            offsets = self.object_centres - origins
+            along = dirs[rays] @ offsets.T
+            radius = self.object_radii
+            miss = along * along < (offsets * offsets).sum(axis=1) - radius * radius
+            object_masks = ~(miss | (along + radius <= 0) | (along - radius >= limit[rays, None]))
+        for index, (centre, radius, members) in enumerate(self.objects):
+            if origins.ndim == 1:
+                near = rays[object_masks[:, index]]
+            else:
+                near = rays[self._near(centre, radius, origins[rays], dirs[rays], limit[rays])]
             if near.size == 0:
                 continue
             for k in members:
