@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from taskonomy_db.affinity import active_origin, affinity_rows, first_order_matrix
-from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, workspace_option
+from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, warn, workspace_option
 from taskonomy_db.published import DATA_SIZES, import_published
 from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
 
@@ -56,6 +56,8 @@ def affinity(
         click.echo(render_rows(rows, columns, output_format))
         return
     rows = affinity_rows(workspace.db, target, order, origin)
+    if not rows:
+        warn("no affinities yet: run transfers with gold and baselines, or `tdb import-published`")
     if output_format == "json":
         echo_json(rows)
         return
