@@ -16,11 +16,12 @@ CASES = [  # (size, buildings, rooms, points per room, views per point)
 ]
 
 
-def measure(size: int, buildings: int, rooms: int, points: int, views: int, workers: int) -> tuple[int, float]:
+def measure(size: int, buildings: int, rooms: int, points: int, views: int, workers: int) -> tuple[int, float, float]:
+    """(views, wall seconds, CPU seconds of this process: all the work when workers == 1)."""
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         report = generate(Path(tmp, "data"), buildings, rooms, points, views, size, 0, workers=workers, progress=False)
-        return report.n_views, time.perf_counter() - start
+        return report.n_views, time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -32,16 +33,24 @@ def main() -> None:
         f"Rendering, labels (Canny, Sobel, Hessian, NARF-like, 2 x Felzenszwalb) and 18 files per view; "
         f"{workers} worker processes.",
         "",
-        "| size | views | seconds | views/s |",
-        "|---:|---:|---:|---:|",
+        "| size | views | seconds | views/s | CPU ms per view (1 worker) | views/s on 2 idle cores (from CPU) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     rates = {}
     for size, *counts in CASES:
-        n_views, seconds = measure(size, *counts, workers)
+        n_views, seconds, _ = measure(size, *counts, workers)
+        n_single, _, cpu = measure(size, counts[0], 1, counts[2], counts[3], 1)
         rates[size] = n_views / seconds
-        lines.append(f"| {size}x{size} | {n_views} | {seconds:.1f} | {rates[size]:.1f} |")
+        cpu_ms = cpu / n_single * 1000
+        lines.append(
+            f"| {size}x{size} | {n_views} | {seconds:.1f} | {rates[size]:.1f} | {cpu_ms:.0f} | {2000 / cpu_ms:.0f} |"
+        )
     verdict = "meets" if rates[64] >= GOAL_64 else "misses"
-    lines += ["", f"Goal: at least {GOAL_64:.0f} views/s at 64x64 on 2 cores; this run {verdict} it."]
+    lines += [
+        "",
+        f"Goal: at least {GOAL_64:.0f} views/s at 64x64 on 2 cores; the measured wall-clock rate {verdict} it. "
+        "Wall-clock rates drop when other processes share the cores; the CPU-time column does not.",
+    ]
     print("\n".join(lines))
 
 

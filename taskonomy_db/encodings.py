@@ -58,8 +58,9 @@ SCENE_CLASSES: tuple[str, ...] = ("bedroom", "living_room", "office", "dining_ro
 DOMAIN_EXTENSIONS: dict[str, str] = {"class_object": "npy", "class_scene": "npy", "points": "json"}
 DOMAIN_EXTENSIONS.update({"nonfixated_matches": "json"})
 
-# zlib level of PNG writes: fixed, so the same array always gives the same bytes.
-PNG_COMPRESS_LEVEL = 6
+# zlib level of PNG writes: fixed, so the same array always gives the same bytes; level 1 is ~7% larger than 6
+# at 64 px but much cheaper, and the generator writes 14 PNGs per view.
+PNG_COMPRESS_LEVEL = 1
 
 
 def extension(domain: str) -> str:
