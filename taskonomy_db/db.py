@@ -103,50 +103,57 @@ class Database:
             return self._version(con)
 
     @staticmethod
-    def _version(con: duckdb.DuckDBPyConnection) -> int:
+    def _applied(con: duckdb.DuckDBPyConnection) -> set[int]:
+        """Numbers of the migrations already applied (tracked one by one, so a migration merged late still runs)."""
         exists = con.execute(
             "select count(*) from duckdb_tables() where table_name = 'schema_meta' and schema_name = 'main'"
         ).fetchone()[0]
         if not exists:
-            return 0
-        row = con.execute("select value from schema_meta where key = 'version'").fetchone()
-        return int(row[0]) if row else 0
+            return set()
+        row = con.execute("select value from schema_meta where key = 'applied'").fetchone()
+        return {int(number) for number in row[0].split(",") if number} if row else set()
+
+    @classmethod
+    def _version(cls, con: duckdb.DuckDBPyConnection) -> int:
+        return max(cls._applied(con), default=0)
+
+    def _check_not_newer(self, applied: set[int], available: set[int]) -> None:
+        unknown = sorted(applied - available)
+        if unknown:
+            raise WorkspaceError(
+                f"{self.path} has schema migrations {unknown} that this taskonomy-db does not know; upgrade it"
+            )
 
     def needs_migration(self) -> bool:
         migrations, views = _sql_files()
         if not self.path.exists():
             return True
         with self.connect(read_only=True) as con:
-            version = self._version(con)
-            if version == 0:
+            applied = self._applied(con)
+            if not applied:
                 return True
             digest = con.execute("select value from schema_meta where key = 'views_digest'").fetchone()
-        latest = migrations[-1][0] if migrations else 0
-        if version > latest:
-            raise WorkspaceError(
-                f"{self.path} has schema version {version}, newer than this taskonomy-db ({latest}); upgrade it"
-            )
-        return version < latest or digest is None or digest[0] != _views_digest(views)
+        available = {number for number, _, _ in migrations}
+        self._check_not_newer(applied, available)
+        return bool(available - applied) or digest is None or digest[0] != _views_digest(views)
 
     def migrate(self) -> int:
-        """Apply pending migrations and recreate the views, all in one transaction. Returns the new version."""
+        """Apply pending migrations and recreate the views, all in one transaction. Returns the schema version."""
         migrations, views = _sql_files()
         with self.transaction() as con:
-            version = self._version(con)
-            latest = migrations[-1][0] if migrations else 0
-            if version > latest:
-                raise WorkspaceError(
-                    f"{self.path} has schema version {version}, newer than this taskonomy-db ({latest})"
-                )
+            applied = self._applied(con)
+            self._check_not_newer(applied, {number for number, _, _ in migrations})
             for number, _name, text in migrations:
-                if number > version:
+                if number not in applied:
                     con.execute(text)
-                    version = number
-            con.execute("insert or replace into schema_meta values ('version', ?)", [str(version)])
+                    applied.add(number)
+            con.execute(
+                "insert or replace into schema_meta values ('applied', ?)", [",".join(map(str, sorted(applied)))]
+            )
             for _name, text in views:
                 con.execute(text)
             con.execute("insert or replace into schema_meta values ('views_digest', ?)", [_views_digest(views)])
-        return version
+        return max(applied, default=0)
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -45,9 +45,27 @@ def test_migration_upgrades_an_old_store_and_refuses_a_newer_one(tmp_path):
     Workspace.open(workspace.root)
     assert not workspace.db.needs_migration()
     with workspace.db.transaction() as con:
-        con.execute("update schema_meta set value = '999' where key = 'version'")
-    with pytest.raises(WorkspaceError, match="newer than this taskonomy-db"):
+        applied = con.execute("select value from schema_meta where key = 'applied'").fetchone()[0]
+        con.execute("update schema_meta set value = ? where key = 'applied'", [applied + ",999"])
+    with pytest.raises(WorkspaceError, match=r"migrations \[999\] that this taskonomy-db does not know"):
         Workspace.open(workspace.root)
+
+
+def test_a_migration_numbered_below_the_applied_ones_still_runs(tmp_path, monkeypatch):
+    from taskonomy_db import db as db_module
+
+    workspace = Workspace.init(tmp_path / "ws")
+    shipped = db_module._sql_files
+
+    def with_late_migration():
+        migrations, views = shipped()
+        return [(0, "0000_late.sql", "create table late_table (x integer)"), *migrations], views
+
+    monkeypatch.setattr(db_module, "_sql_files", with_late_migration)
+    assert workspace.db.needs_migration()
+    Workspace.open(workspace.root)
+    assert workspace.db.scalar("select count(*) from late_table") == 0
+    assert not workspace.db.needs_migration()
 
 
 def test_settings_update_is_merged_and_malformed_file_is_reported(tmp_path):
