@@ -165,7 +165,10 @@ def _canonical_rows(rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> dict[t
 def default_roles(rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> dict[str, str]:
     """Every task that is some row's target is a `target`; one that only ever serves as a source is
     `source-only` (in the release: colorization, jigsaw, inpainting, random and class_selected)."""
-    table = _canonical_rows(rows)
+    return _roles_of(_canonical_rows(rows))
+
+
+def _roles_of(table: Mapping[tuple[str, tuple[str, ...]], float]) -> dict[str, str]:
     targets = {t for t, _ in table}
     sources = {s for _, srcs in table for s in srcs} - set(PSEUDO_SOURCES)
     return {t: (ROLE_TARGET if t in targets else ROLE_SOURCE_ONLY) for t in sorted(targets | sources)}
@@ -192,7 +195,7 @@ def build_problem(
     `source_only`/`target_only` then set single tasks; `roles` (task -> role) overrides everything.
     """
     table = _canonical_rows(rows)
-    known_roles = default_roles([(t, s, a) for (t, s), a in table.items()])
+    known_roles = _roles_of(table)
     known = sorted(known_roles)
 
     def check_names(names: Iterable[str], what: str) -> list[str]:
@@ -293,9 +296,10 @@ def build_problem(
 
 
 def solver_name() -> str:
-    """HiGHS through PuLP when it is installed, else PuLP's bundled CBC."""
+    """HiGHS through PuLP when it is installed, else PuLP's bundled CBC (else a CBC on the PATH: PuLP 4 drops
+    the bundled one)."""
     available = set(pulp.listSolvers(onlyAvailable=True))
-    for name in ("HiGHS", "HiGHS_CMD", "PULP_CBC_CMD"):
+    for name in ("HiGHS", "HiGHS_CMD", "PULP_CBC_CMD", "COIN_CMD"):
         if name in available:
             return name
     raise TdbError("PuLP has no MILP solver available (expected its bundled CBC)")
@@ -305,16 +309,22 @@ def _solver(name: str) -> pulp.LpSolver:
     # Exact optimum, no early stop: zero relative and absolute gaps. CBC also skips any new incumbent that improves
     # by less than its cutoff increment (default 1e-5), which is exactly the sqrt floor a source-only root is worth
     # and more than many affinity differences, so it is lowered too.
-    if name == "PULP_CBC_CMD":
+    if name in ("PULP_CBC_CMD", "COIN_CMD"):
         return pulp.getSolver(name, msg=False, gapRel=0.0, gapAbs=0.0, options=["increment 1e-10"])
     return pulp.getSolver(name, msg=False, gapRel=0.0, gapAbs=0.0)
+
+
+def _binary(model: pulp.LpProblem, name: str) -> pulp.LpVariable:
+    if hasattr(model, "add_variable"):  # PuLP >= 3.3, where a free-standing LpVariable is deprecated
+        return model.add_variable(name, cat=pulp.LpBinary)
+    return pulp.LpVariable(name, cat=pulp.LpBinary)
 
 
 def _model(problem: TaxonomyProblem, minimise_cost: bool) -> tuple[pulp.LpProblem, dict, list]:
     sense = pulp.LpMinimize if minimise_cost else pulp.LpMaximize
     model = pulp.LpProblem("taxonomy", sense)
-    roots = {t: pulp.LpVariable(f"root_{i}", cat=pulp.LpBinary) for i, t in enumerate(problem.root_tasks)}
-    edges = [pulp.LpVariable(f"edge_{i}", cat=pulp.LpBinary) for i in range(len(problem.edges))]
+    roots = {t: _binary(model, f"root_{i}") for i, t in enumerate(problem.root_tasks)}
+    edges = [_binary(model, f"edge_{i}") for i in range(len(problem.edges))]
     cost = pulp.LpAffineExpression(
         [(roots[t], problem.supervision_cost[t]) for t in roots]
         + [(x, problem.transfer_cost[e.target]) for x, e in zip(edges, problem.edges, strict=True)]
