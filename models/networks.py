@@ -98,22 +98,28 @@ def create_decoder(output_kind: str, **cfg: Any) -> nn.Module:
 # ---------------------------------------------------------------- encoder
 
 
+def norm_layer(channels: int) -> nn.Module:
+    """Group norm rather than batch norm: it normalises each image on its own, so training and evaluation
+    compute the same function (no running statistics to drift with small batches and a new building)."""
+    return nn.GroupNorm(min(8, max(1, channels // 4)), channels)
+
+
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.norm1 = norm_layer(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.norm2 = norm_layer(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(x + self.bn2(self.conv2(out)))
+        out = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(x + self.norm2(self.conv2(out)))
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), norm_layer(c_out), nn.ReLU(inplace=True)
     )
 
 
@@ -137,7 +143,7 @@ class ResidualEncoder(nn.Module):
             raise ValueError(f"input size must be a multiple of {ENCODER_STRIDE}, got {input_size}")
         self.input_size = input_size
         self.grey_input = grey_input
-        stem = nn.Sequential(nn.Conv2d(3, width, 4, stride=4, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        stem = nn.Sequential(nn.Conv2d(3, width, 4, stride=4, bias=False), norm_layer(width), nn.ReLU(inplace=True))
         self.trunk = nn.Sequential(
             stem,
             *(ResidualBlock(width) for _ in range(depth)),
@@ -212,18 +218,30 @@ for _kind in ("distribution", "classes"):
 
 
 class TaskNetwork(nn.Module):
-    """A task's encoder-decoder. `forward_features` is the representation, `forward_head` the task output."""
+    """A task's encoder-decoder. `forward_features` is the representation, `forward_head` the task output.
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+    The head predicts a residual over `prior`, a buffer that training sets to the trivial baseline's prediction
+    (training mean, class frequencies): with little data a network that starts from the baseline and only
+    learns what the image adds converges in far fewer steps than one that must first learn the mean.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, output_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.register_buffer("prior", torch.zeros(1, *output_shape))
+        # A small last layer keeps the untrained head close to the prior.
+        last = [m for m in decoder.modules() if isinstance(m, nn.Conv2d | nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            if last.bias is not None:
+                last.bias.zero_()
 
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
         return self.encoder(image)
 
     def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
-        return self.decoder(representation)
+        return self.decoder(representation) + self.prior
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(image))
@@ -250,4 +268,6 @@ def create_task_network(spec: TaskSpec, config: NetworkConfig) -> TaskNetwork:
         output_size=config.input_size,
         width=config.decoder_width,
     )
-    return TaskNetwork(build_encoder(config, spec), decoder)
+    spatial = spec.output_kind in ("dense", "dense_classes", "embedding")
+    output_shape = (spec.out_channels, config.input_size, config.input_size) if spatial else (spec.out_channels,)
+    return TaskNetwork(build_encoder(config, spec), decoder, output_shape)

@@ -65,12 +65,27 @@ class TaskData:
         return self.subset(np.flatnonzero(self.splits == name))
 
     def batch(self, rows: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> Batch:
-        """Network input, target and mask for these row positions (see TaskSpec.make_batch)."""
+        """Network input, target and mask for these row positions (see TaskSpec.make_batch).
+
+        train=True also mirrors a random half of the images left-right, labels and masks with them."""
+        spec = self.spec
         rgb = self.rgb[rows].float() / 255.0
         labels = None if self.labels is None else _as_target(self.labels[rows])
         masks = None if self.masks is None else self.masks[rows]
+        if train:
+            flip = torch.rand(len(rows), generator=generator) < 0.5
+            rgb = torch.where(flip[:, None, None, None], rgb.flip(-1), rgb)
+            if masks is not None:
+                masks = torch.where(flip[:, None, None], masks.flip(-1), masks)
+            if labels is not None and labels.dim() >= 3:  # maps, not class vectors
+                shape = (-1,) + (1,) * (labels.dim() - 1)
+                mirrored = labels.flip(-1)
+                if spec.mirror_negates:
+                    mirrored = mirrored.clone()
+                    mirrored[:, list(spec.mirror_negates)] *= -1
+                labels = torch.where(flip.view(shape), mirrored, labels)
         ids = torch.from_numpy(self.image_ids[rows.numpy()].astype(np.int64))
-        return self.spec.make_batch(rgb, labels, masks, ids, train, generator)
+        return spec.make_batch(rgb, labels, masks, ids, train, generator)
 
 
 def _as_target(labels: torch.Tensor) -> torch.Tensor:

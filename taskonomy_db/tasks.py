@@ -70,6 +70,9 @@ class TaskSpec:
     is_source: bool = True
     is_target: bool = True
     description: str = ""
+    # Label channels whose sign flips when the image is mirrored left-right (the x of a normal); training
+    # mirrors images at random, the one augmentation that is label-preserving for every task here.
+    mirror_negates: tuple[int, ...] = ()
     decoder: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -432,8 +435,21 @@ def resolve_tasks(names: tuple[str, ...] | list[str] | None) -> list[TaskSpec]:
 
 
 def _dense(name: str, group: str, domain: str, channels: int, decoder: Callable, masked: bool, text: str) -> None:
+    negates = (0,) if name == "normal" else ()
     register_task(
-        TaskSpec(name, group, "rgb", "dense", channels, domain, "l1", masked, decoder=decoder, description=text)
+        TaskSpec(
+            name,
+            group,
+            "rgb",
+            "dense",
+            channels,
+            domain,
+            "l1",
+            masked,
+            description=text,
+            mirror_negates=negates,
+            decoder=decoder,
+        )
     )
 
 

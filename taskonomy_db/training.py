@@ -138,11 +138,15 @@ def per_image_losses(network: TaskNetwork, data: TaskData, batch_size: int = EVA
 
 
 @torch.no_grad()
+def _baseline_prediction(spec: TaskSpec, train: TaskData) -> torch.Tensor:
+    fit = train.batch(torch.arange(len(train)), train=False)
+    return spec.baseline_prediction(fit.targets, fit.masks)
+
+
+@torch.no_grad()
 def baseline_losses(spec: TaskSpec, train: TaskData, test: TaskData) -> np.ndarray:
     """Per-image test losses of the trivial predictor fitted on the train split's targets."""
-    all_rows = torch.arange(len(train))
-    fit = train.batch(all_rows, train=False)
-    prediction = spec.baseline_prediction(fit.targets, fit.masks)
+    prediction = _baseline_prediction(spec, train)
     out = []
     for start in range(0, len(test), EVAL_BATCH):
         rows = torch.arange(start, min(start + EVAL_BATCH, len(test)))
@@ -207,6 +211,8 @@ def train_task(
     seed = task_seed(workspace.seed, task)
     torch.manual_seed(seed)
     network = create_task_network(spec, config)
+    with torch.no_grad():
+        network.prior.copy_(_baseline_prediction(spec, train))
     epochs = int(settings["epochs"])
     batch_size = int(settings["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train) / batch_size))

@@ -1,0 +1,346 @@
+"""Gold networks end to end on a tiny generated dataset: the task registry, training, ONNX export, Parquet
+extraction, user encoders, and the bad inputs each step must refuse. Parametrised over the task registry, so a
+newly registered task is tested with no extra work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+
+from taskonomy_db.cli import cli
+from taskonomy_db.data import load_task_data
+from taskonomy_db.encoders import add_encoder, export_encoders, registered_encoder
+from taskonomy_db.errors import EncoderError, UnknownTaskError
+from taskonomy_db.extract import extract, read_representations, representation_dir
+from taskonomy_db.generate import generate
+from taskonomy_db.ingest import ingest
+from taskonomy_db.models.networks import NetworkConfig, create_task_network
+from taskonomy_db.tasks import get_task, list_tasks
+from taskonomy_db.training import train_tasks
+from taskonomy_db.workspace import Workspace
+
+SIZE = 32
+TASKS = list_tasks()
+TRAIN = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads": 1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The test machine has two cores shared with other work; one thread avoids oversubscription stalls.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("generated") / "data"
+    generate(root, n_buildings=4, rooms_per_building=1, points_per_room=2, views_per_point=3, size=SIZE,
+             workers=1, progress=False)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, dataset: Path) -> Workspace:
+    """Trained for one epoch, exported and extracted: what the parametrised checks inspect."""
+    workspace = Workspace.init(tmp_path_factory.mktemp("ws") / "study")
+    workspace.update_settings("train", TRAIN)
+    ingest(workspace, dataset)
+    train_tasks(workspace, progress=False)
+    export_encoders(workspace)
+    extract(workspace, progress=False, part_rows=10)
+    return workspace
+
+
+def image_ids(workspace: Workspace) -> list[int]:
+    return [r["image_id"] for r in workspace.db.query("select image_id from images order by 1").to_pylist()]
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_covers_the_generated_domains_and_self_supervised_tasks():
+    expected = {
+        "depth_zbuffer", "depth_euclidean", "normal", "reshading", "principal_curvature", "edge_texture",
+        "edge_occlusion", "keypoints2d", "keypoints3d", "segment_semantic", "segment_unsup2d", "segment_unsup25d",
+        "class_object", "class_scene", "autoencoding", "denoising", "colorization", "inpainting", "jigsaw",
+    }  # fmt: skip
+    assert expected <= set(TASKS)
+    assert "rgb" not in TASKS
+    assert {get_task(t).group for t in TASKS} == {"3D", "2D", "geometric", "semantic"}
+    assert set(list_tasks(role="source")) - set(list_tasks(role="target")) == {"colorization", "inpainting", "jigsaw"}
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    from taskonomy_db.tasks import register_task
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(get_task("normal"))
+    with pytest.raises(UnknownTaskError, match="unknown task 'nope'"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_loss_is_per_image_and_masked(task: str, workspace: Workspace):
+    spec = get_task(task)
+    data = load_task_data(workspace, task, ["train"], size=SIZE, progress=False)
+    batch = data.batch(torch.arange(4), train=False)
+    network = create_task_network(spec, NetworkConfig(input_size=SIZE, width=8))
+    losses = spec.loss(network(batch.inputs), batch.targets, batch.masks)
+    assert losses.shape == (4,) and torch.isfinite(losses).all()
+    again = data.batch(torch.arange(4), train=False)  # evaluation inputs are reproducible per image
+    assert torch.equal(batch.inputs, again.inputs) and torch.equal(batch.targets, again.targets)
+    if spec.masked_by_depth:
+        assert batch.masks is not None and batch.masks.dtype == torch.bool
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_training_steps_decrease_the_loss(task: str, workspace: Workspace):
+    spec = get_task(task)
+    data = load_task_data(workspace, task, ["train"], size=SIZE, progress=False)
+    torch.manual_seed(0)
+    network = create_task_network(spec, NetworkConfig(input_size=SIZE, width=8))
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    rows = torch.arange(min(8, len(data)))
+    batch = data.batch(rows, train=False)  # one fixed batch: the loss on it must fall
+    losses = []
+    for _ in range(15):
+        loss = spec.loss(network(batch.inputs), batch.targets, batch.masks).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < losses[0]
+
+
+# ---------------------------------------------------------------- train
+
+
+def test_train_stores_epochs_results_and_checkpoints(workspace: Workspace):
+    results = workspace.db.query("select * from gold_results order by task").to_pylist()
+    assert sorted(r["task"] for r in results) == sorted(TASKS)
+    for row in results:
+        assert np.isfinite(row["test_loss"]) and np.isfinite(row["baseline_loss"])
+        state = torch.load(workspace.path(row["checkpoint_path"]), weights_only=True)
+        assert state["task"] == row["task"]
+    n_epochs = workspace.db.scalar("select count(*) from training_epochs")
+    assert n_epochs == len(TASKS) * TRAIN["epochs"]
+    assert workspace.db.scalar("select count(*) from tasks") == len(TASKS)
+
+
+def test_train_skips_done_tasks(workspace: Workspace):
+    (result,) = train_tasks(workspace, ["normal"], progress=False)
+    assert result.skipped
+
+
+def test_train_cli_rejects_unknown_task(workspace: Workspace):
+    result = CliRunner().invoke(cli, ["train", "nope", "-w", str(workspace.root)])
+    assert result.exit_code == 1
+    assert "unknown task 'nope'" in result.output
+
+
+# ---------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("encoder", [*TASKS, "random"])
+def test_export_parity_metadata_and_registration(encoder: str, workspace: Workspace):
+    record = registered_encoder(workspace, encoder)
+    assert record.parity_max_abs_diff is not None and record.parity_max_abs_diff <= 1e-4
+    path = workspace.path(record.onnx_path)
+    assert path == workspace.path("models", f"{encoder}.onnx")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["representation_shape"]) == list(record.representation_shape) == [8, SIZE // 8, SIZE // 8]
+    assert props["input_size"] == str(SIZE) and "commit" in props and "preprocessing" in props
+    if encoder != "random":
+        assert props["task"] == encoder
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == [
+        "representation"
+    ]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+
+
+# ---------------------------------------------------------------- extract
+
+
+@pytest.mark.parametrize("encoder", [*TASKS, "random"])
+def test_parquet_schema_and_one_row_per_image(encoder: str, workspace: Workspace):
+    parts = sorted(representation_dir(workspace, encoder).glob("part-*.parquet"))
+    assert len(parts) >= 2  # 24 images in parts of 10
+    table = pa.concat_tables(pq.read_table(p) for p in parts)
+    assert table.schema.field("image_id").type == pa.int32()
+    assert table.schema.field("representation").type == pa.list_(pa.float16(), 8 * (SIZE // 8) ** 2)
+    ids = table.column("image_id").to_pylist()
+    assert sorted(ids) == image_ids(workspace)  # exactly one row per image
+    meta = pq.read_schema(parts[0]).metadata
+    assert meta[b"encoder"].decode() == encoder
+    assert meta[b"sha256"].decode() == registered_encoder(workspace, encoder).sha256
+    assert json.loads(meta[b"shape"]) == [8, SIZE // 8, SIZE // 8]
+
+
+def test_extracted_representation_matches_the_network(workspace: Workspace):
+    ids, reps = read_representations(workspace, "normal")
+    from taskonomy_db.training import load_gold_network
+
+    network, _ = load_gold_network(workspace, "normal")
+    data = load_task_data(workspace, "normal", size=SIZE, progress=False)
+    with torch.no_grad():
+        expected = network.forward_features(data.rgb[:4].float() / 255).numpy()
+    assert list(ids) == list(data.image_ids)
+    np.testing.assert_allclose(reps[:4], expected, atol=2e-2, rtol=1e-2)  # float16 storage
+
+
+def test_extract_refuses_a_changed_onnx_file(workspace: Workspace, tmp_path: Path):
+    record = registered_encoder(workspace, "edge_texture")
+    path = workspace.path(record.onnx_path)
+    original = path.read_bytes()
+    model = onnx.load_from_string(original)
+    onnx.helper.set_model_props(model, {"tampered": "yes"})
+    path.write_bytes(model.SerializeToString())
+    try:
+        with pytest.raises(EncoderError, match="sha256"):
+            extract(workspace, ["edge_texture"], progress=False)
+        result = CliRunner().invoke(cli, ["extract", "edge_texture", "-w", str(workspace.root)])
+        assert result.exit_code == 1 and "sha256" in result.output and "Traceback" not in result.output
+    finally:
+        path.write_bytes(original)
+
+
+def test_reading_representations_of_another_export_fails(workspace: Workspace):
+    parts = sorted(representation_dir(workspace, "keypoints2d").glob("part-*.parquet"))
+    table = pq.read_table(parts[0])
+    meta = dict(table.schema.metadata)
+    meta[b"sha256"] = b"0" * 64
+    pq.write_table(table.replace_schema_metadata(meta), parts[0])
+    with pytest.raises(EncoderError, match="re-run `tdb extract keypoints2d`"):
+        read_representations(workspace, "keypoints2d")
+    report = extract(workspace, ["keypoints2d"], progress=False)[0]  # the stale part is replaced
+    assert report.n_removed_stale == 1 and report.n_extracted > 0
+    ids, _ = read_representations(workspace, "keypoints2d")
+    assert list(ids) == image_ids(workspace)
+
+
+def test_extract_compacts_duplicate_rows(workspace: Workspace):
+    folder = representation_dir(workspace, "reshading")
+    parts = sorted(folder.glob("part-*.parquet"))
+    (folder / "part-00099.parquet").write_bytes(parts[0].read_bytes())  # as if two runs raced
+    extract(workspace, ["reshading"], progress=False)
+    ids, _ = read_representations(workspace, "reshading")
+    assert list(ids) == image_ids(workspace)
+
+
+def test_extract_killed_with_sigkill_then_rerun_has_one_row_per_image(workspace: Workspace):
+    folder = representation_dir(workspace, "depth_zbuffer")
+    for part in folder.glob("part-*.parquet"):
+        part.unlink()
+    # A real subprocess running the real extraction; each part's write is followed by a pause so the kill
+    # reliably lands mid-run, between parts or inside one.
+    script = f"""
+import time, taskonomy_db.extract as ex
+from taskonomy_db.workspace import Workspace
+write = ex._write_part
+def slow_write(*args):
+    write(*args)
+    time.sleep(0.4)
+ex._write_part = slow_write
+ex.extract(Workspace.open({str(workspace.root)!r}), ["depth_zbuffer"], part_rows=3, batch_size=2, progress=False)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("part-*.parquet"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    n_parts = len(list(folder.glob("part-*.parquet")))
+    assert 2 <= n_parts < 8  # killed mid-run
+    (folder / ".part-00050.999.tmp").write_bytes(b"torn")  # a half-written part as a kill can leave one
+
+    report = extract(workspace, ["depth_zbuffer"], progress=False)[0]
+    assert report.n_extracted == len(image_ids(workspace)) - 3 * n_parts
+    ids, _ = read_representations(workspace, "depth_zbuffer")
+    assert list(ids) == image_ids(workspace)
+    assert not list(folder.glob(".part-*.tmp"))
+
+
+# ---------------------------------------------------------------- user encoders
+
+
+class TinyEncoder(torch.nn.Module):
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, 4, 4, stride=4)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(image)
+
+
+def export_tiny(path: Path, channels: int = 3, size: int = SIZE, dynamic_size: bool = False) -> Path:
+    axes = {0: "batch", 2: "h", 3: "w"} if dynamic_size else {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter; dynamo needs onnxscript
+        torch.onnx.export(
+            TinyEncoder(channels).eval(),
+            (torch.rand(1, channels, size, size),),
+            str(path),
+            input_names=["pixels"],
+            output_names=["features"],
+            dynamic_axes={"pixels": axes, "features": {0: "batch"}},
+            dynamo=False,
+        )
+    return path
+
+
+def test_add_encoder_registers_and_extracts_a_user_model(workspace: Workspace, tmp_path: Path):
+    path = export_tiny(tmp_path / "tiny.onnx")
+    result = CliRunner().invoke(
+        cli, ["add-encoder", "tiny", str(path), "--mean", "0.5,0.5,0.5", "-w", str(workspace.root)]
+    )
+    assert result.exit_code == 0, result.output
+    record = registered_encoder(workspace, "tiny")
+    assert record.kind == "user" and record.representation_shape == (4, SIZE // 4, SIZE // 4)
+    assert record.input_size == SIZE and json.loads(record.preprocessing)["mean"] == [0.5, 0.5, 0.5]
+    extract(workspace, ["tiny"], progress=False)
+    ids, reps = read_representations(workspace, "tiny")
+    assert list(ids) == image_ids(workspace) and reps.shape[1:] == (4, SIZE // 4, SIZE // 4)
+    with pytest.raises(EncoderError, match="already registered"):
+        add_encoder(workspace, "tiny", path)
+
+
+def test_add_encoder_refuses_inputs_that_do_not_match_the_images(workspace: Workspace, tmp_path: Path):
+    grey = export_tiny(tmp_path / "grey.onnx", channels=1)
+    with pytest.raises(EncoderError, match="1 channels, but the dataset's images are RGB"):
+        add_encoder(workspace, "grey", grey)
+    sized = export_tiny(tmp_path / "sized.onnx", size=64)
+    with pytest.raises(EncoderError, match="height is 64, but the registered input size is 32"):
+        add_encoder(workspace, "sized", sized, input_size=SIZE)
+    dynamic = export_tiny(tmp_path / "dynamic.onnx", dynamic_size=True)
+    with pytest.raises(EncoderError, match="pass --input-size"):
+        add_encoder(workspace, "dynamic", dynamic)
+    with pytest.raises(EncoderError, match="name of a task"):
+        add_encoder(workspace, "normal", dynamic, input_size=SIZE)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    result = CliRunner().invoke(cli, ["add-encoder", "junk", str(tmp_path / "junk.onnx"), "-w", str(workspace.root)])
+    assert result.exit_code == 1 and "not a valid ONNX model" in result.output
+
+
+def test_unknown_encoder_is_a_clear_error(workspace: Workspace):
+    result = CliRunner().invoke(cli, ["extract", "nope", "-w", str(workspace.root)])
+    assert result.exit_code == 1 and "no registered encoder 'nope'" in result.output
