@@ -130,7 +130,13 @@ def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
             for order, per_order in table.items()
         }
 
-    return {**tables, "gain": keyed(tables["gain"]), "quality": keyed(tables["quality"])}
+    return {
+        **tables,
+        "budgets": [plain_number(b) for b in tables["budgets"]],
+        "gain": keyed(tables["gain"]),
+        "quality": keyed(tables["quality"]),
+        "significance": [{**s, "budget": plain_number(s["budget"])} for s in tables["significance"]],
+    }
 
 
 @cli.command("taxonomy")
