@@ -111,7 +111,12 @@ class Database:
         if not exists:
             return set()
         row = con.execute("select value from schema_meta where key = 'applied'").fetchone()
-        return {int(number) for number in row[0].split(",") if number} if row else set()
+        if row:
+            return {int(number) for number in row[0].split(",") if number}
+        # Stores from before migrations were tracked one by one recorded only the highest version applied.
+        row = con.execute("select value from schema_meta where key = 'version'").fetchone()
+        available = {number for number, _, _ in _sql_files()[0]}
+        return {number for number in available if number <= int(row[0])} if row else set()
 
     @classmethod
     def _version(cls, con: duckdb.DuckDBPyConnection) -> int:

@@ -68,6 +68,16 @@ def test_a_migration_numbered_below_the_applied_ones_still_runs(tmp_path, monkey
     assert not workspace.db.needs_migration()
 
 
+def test_a_store_that_recorded_only_its_highest_version_opens(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    with workspace.db.transaction() as con:
+        applied = con.execute("select value from schema_meta where key = 'applied'").fetchone()[0]
+        con.execute("delete from schema_meta where key = 'applied'")
+        con.execute("insert into schema_meta values ('version', ?)", [applied.split(",")[-1]])
+    Workspace.open(workspace.root)
+    assert workspace.db.schema_version() == schema_version_available()
+
+
 def test_settings_update_is_merged_and_malformed_file_is_reported(tmp_path):
     workspace = Workspace.init(tmp_path / "ws")
     workspace.update_settings("train", {"epochs": 3, "tasks": ["normal", "depth_zbuffer"]})
