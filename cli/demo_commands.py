@@ -7,18 +7,30 @@ from pathlib import Path
 import click
 
 from taskonomy_db.cli.app import cli
-from taskonomy_db.demo import run_demo
+from taskonomy_db.demo import PROFILES, run_demo, summary_json
 
 
 @cli.command()
 @click.argument("workspace", type=click.Path(file_okay=False, path_type=Path), default="demo-workspace")
-def demo(workspace: Path) -> None:
+@click.option("--tiny", "profile", flag_value="tiny", help="A few tasks on a tiny dataset (about a minute).")
+@click.option("--full", "profile", flag_value="full", help="Every registered task on a larger dataset.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of a new demo workspace.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def demo(workspace: Path, profile: str | None, seed: int, output_format: str) -> None:
     """Run the whole method on the embedded default dataset in WORKSPACE (created if needed).
 
-    Each step is skipped when already done, so an interrupted demo resumes where it stopped.
+    generate -> ingest -> train -> export -> extract -> transfer -> affinity -> tree -> taxonomy -> report,
+    with a summary line and timing per step. Each step is skipped when already done, so an interrupted demo
+    resumes where it stopped. The default profile trains 17 tasks across the 3D, 2D, geometric and semantic
+    groups and fits in about 10 minutes on 2 CPU cores.
 
     Example:
 
         tdb demo ./demo-workspace
     """
-    run_demo(workspace, click.echo)
+    name = profile or "default"
+    if output_format == "json":
+        state = run_demo(workspace, name, lambda line: click.echo(line, err=True), seed=seed)
+        click.echo(summary_json(state))
+    else:
+        run_demo(workspace, name, click.echo, seed=seed)

@@ -1,43 +1,332 @@
-"""`tdb demo`: the whole method on the embedded default dataset, step by step, each step skipped when done."""
+"""`tdb demo`: the whole method on the embedded default dataset, step by step, each step skipped when done.
+
+generate -> ingest -> train -> export -> extract -> transfer -> affinity -> tree -> taxonomy -> report. Every
+step either checks that its output exists or is itself resumable, so a demo interrupted at any moment (Ctrl-C or
+SIGKILL) resumes where it stopped when run again, and ends with the same results as an uninterrupted run.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from taskonomy_db.errors import TdbError
 from taskonomy_db.workspace import SETTINGS_FILE, Workspace
+
+DATA_DIR = "data"
+MANIFEST = "tdb_generate.json"
+
+
+class DemoError(TdbError):
+    """The demo cannot run in this workspace as asked."""
 
 
 @dataclass(frozen=True)
-class Step:
+class Profile:
+    """How big a demo is: the dataset, the tasks, and the training and transfer budgets."""
+
     name: str
-    run: Callable[[Workspace], str] | None  # None: not built yet
+    dataset: dict[str, int]
+    tasks: tuple[str, ...] | None  # None: every registered task
+    train: dict[str, Any]
+    transfer: dict[str, Any]
+    budgets: tuple[int, ...] = (2, 3, 4)
+    max_order: int = 2
+    n_random: int = 100
 
 
-STEPS: tuple[Step, ...] = (
-    Step("generate", None),
-    Step("ingest", None),
-    Step("train", None),
-    Step("export", None),
-    Step("extract", None),
-    Step("transfer", None),
-    Step("affinity", None),
-    Step("tree", None),
-    Step("taxonomy", None),
-    Step("report", None),
+# At least one task of every group; sizes chosen so the default profile fits 10 minutes on 2 CPU cores.
+DEFAULT_TASKS = (
+    "depth_zbuffer",
+    "depth_euclidean",
+    "normal",
+    "reshading",
+    "principal_curvature",
+    "edge_occlusion",
+    "keypoints3d",
+    "segment_unsup25d",
+    "edge_texture",
+    "keypoints2d",
+    "segment_unsup2d",
+    "autoencoding",
+    "denoising",
+    "segment_semantic",
+    "class_object",
+    "class_scene",
+    "jigsaw",
+)
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        dataset={"n_buildings": 6, "rooms_per_building": 2, "points_per_room": 2, "views_per_point": 2, "size": 32},
+        tasks=("depth_zbuffer", "depth_euclidean", "normal", "edge_texture", "keypoints2d", "autoencoding"),
+        train={"image_size": 32, "epochs": 3, "width": 16},
+        transfer={"transfer_images": 24, "epochs": 5, "max_order": 2, "beam": 3},
+        budgets=(2, 3),
+        n_random=100,
+    ),
+    "default": Profile(
+        name="default",
+        dataset={"n_buildings": 10, "rooms_per_building": 3, "points_per_room": 3, "views_per_point": 4, "size": 64},
+        tasks=DEFAULT_TASKS,
+        train={"image_size": 64, "epochs": 8},
+        transfer={"transfer_images": 192, "epochs": 12, "max_order": 2, "beam": 5},
+    ),
+    "full": Profile(
+        name="full",
+        dataset={"n_buildings": 16, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 4, "size": 64},
+        tasks=None,
+        train={"image_size": 64, "epochs": 12},
+        transfer={"transfer_images": 256, "epochs": 20, "max_order": 3, "beam": 5},
+        budgets=(2, 3, 4, 6),
+        max_order=3,
+    ),
+}
+
+
+@dataclass
+class DemoState:
+    """What the steps hand on to each other and what the demo prints at the end."""
+
+    workspace: Workspace
+    profile: Profile
+    echo: Callable[[str], None]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- the steps
+
+
+def step_generate(state: DemoState) -> str:
+    from taskonomy_db.generate import generate
+
+    out = state.workspace.path(DATA_DIR)
+    if (out / MANIFEST).is_file():
+        return "already generated"
+    report = generate(out, seed=state.workspace.seed, **state.profile.dataset)
+    return f"{report.n_views} views in {len(report.buildings)} buildings ({report.n_files} files)"
+
+
+def step_ingest(state: DemoState) -> str:
+    from taskonomy_db.ingest import ingest
+
+    report = ingest(state.workspace, state.workspace.path(DATA_DIR))
+    splits = ", ".join(f"{n} {split}" for split, n in report.images_per_split.items())
+    return f"{report.n_images} images ({report.n_new} new): {splits}"
+
+
+def step_train(state: DemoState) -> str:
+    from taskonomy_db.training import train_tasks
+
+    results = train_tasks(state.workspace, list(state.profile.tasks or []) or None, progress=True)
+    beats = sum(r.beats_baseline for r in results)
+    trained = sum(not r.skipped for r in results)
+    state.facts["gold_beats_baseline"] = f"{beats}/{len(results)}"
+    return f"{trained} trained, {len(results) - trained} already done; {beats}/{len(results)} beat their baseline"
+
+
+def step_export(state: DemoState) -> str:
+    from taskonomy_db.encoders import export_encoders
+
+    names = [*(state.profile.tasks or []), "random"] if state.profile.tasks else None
+    records = export_encoders(state.workspace, names)
+    worst = max((r.parity_max_abs_diff or 0.0) for r in records)
+    return f"{len(records)} encoders in ONNX, parity max |diff| {worst:.1e}"
+
+
+def step_extract(state: DemoState) -> str:
+    from taskonomy_db.extract import extract
+
+    names = [*(state.profile.tasks or []), "random"] if state.profile.tasks else None
+    reports = extract(state.workspace, names)
+    done = sum(r.n_extracted for r in reports)
+    return f"{len(reports)} encoders x {reports[0].n_images} images ({done} extracted now)"
+
+
+def step_transfer(state: DemoState) -> str:
+    from taskonomy_db.transfer import run_transfers
+
+    summary = run_transfers(state.workspace, targets=_targets(state), sources=_sources(state))
+    done = sum(entry["done"] for entry in summary.counts.values())
+    skipped = sum(entry["skipped"] for entry in summary.counts.values())
+    failed = sum(entry["failed"] for entry in summary.counts.values())
+    return f"{done} transfers and baselines done, {skipped} already done, {failed} failed"
+
+
+def step_affinity(state: DemoState) -> str:
+    db = state.workspace.db
+    n_affinities = db.scalar("select count(*) from affinity")
+    top3 = db.query(
+        """
+        with first_order as (
+            select target, sources[1] as source, affinity,
+                   row_number() over (partition by target order by affinity desc, sources[1]) as rank
+            from affinity
+            where "order" = 1 and sources[1] not in ('gold', 'scratch')
+        )
+        select target, min(rank) filter (where source = target) as own_rank
+        from first_order group by target order by target
+        """
+    ).to_pylist()
+    in_top3 = [row["target"] for row in top3 if row["own_rank"] is not None and row["own_rank"] <= 3]
+    state.facts["own_encoder_in_top3"] = {"n": len(in_top3), "of": len(top3)}
+    return f"{n_affinities} affinities; own encoder among the 3 best sources for {len(in_top3)}/{len(top3)} targets"
+
+
+def step_tree(state: DemoState) -> str:
+    from taskonomy_db.tasks import get_task
+    from taskonomy_db.tree import adjusted_rand_index, build_tree, draw_dendrogram
+
+    tree = build_tree(state.workspace.db)
+    groups = {t: get_task(t).group for t in tree.tasks if t != "random"}
+    n_clusters = min(len(set(groups.values())), len(tree.tasks))
+    clusters = tree.clusters(n_clusters)
+    draw_dendrogram(tree, clusters, state.workspace.path("reports"))
+    spatial = [t for t in groups if groups[t] in ("3D", "2D")]
+    ari = adjusted_rand_index([clusters[t] for t in spatial], [groups[t] for t in spatial])
+    state.facts["tree_ari_3d_vs_2d"] = ari
+    by_cluster: dict[int, list[str]] = {}
+    for task, cluster in clusters.items():
+        by_cluster.setdefault(cluster, []).append(task)
+    state.facts["tree_groups"] = [sorted(tasks) for _, tasks in sorted(by_cluster.items())]
+    return f"{len(tree.tasks)} tasks in {n_clusters} groups; 3D vs 2D adjusted Rand index {ari:.2f}"
+
+
+def step_taxonomy(state: DemoState) -> str:
+    from taskonomy_db.taxonomy import load_affinity_rows, load_measurements, sweep
+
+    db = state.workspace.db
+    rows = load_affinity_rows(db)
+    order = state.profile.max_order
+    n_tasks = len({row[0] for row in rows} | {s for row in rows for s in row[1]})
+    cells = sweep(
+        rows,
+        load_measurements(db),
+        budgets=list(range(1, n_tasks + 1)),
+        orders=list(range(1, order + 1)),
+        n_random=state.profile.n_random,
+        seed=state.workspace.seed,
+    )
+    chosen = {cell.budget: cell for cell in cells if cell.max_order == order and cell.budget in state.profile.budgets}
+    state.facts["taxonomies"] = {b: cell.taxonomy for b, cell in sorted(chosen.items()) if cell.taxonomy}
+    state.facts["significance"] = {f"budget {b}, order {order}": cell.percentile for b, cell in sorted(chosen.items())}
+    shown = ", ".join(
+        f"budget {b}: {'infeasible' if c.percentile is None else f'{c.percentile:.0f}'}"
+        for b, c in sorted(chosen.items())
+    )
+    return f"{len(cells)} (budget, order) taxonomies solved; Quality percentile vs random policies: {shown}"
+
+
+def step_report(state: DemoState) -> str:
+    from taskonomy_db.report import build_report
+
+    path = build_report(
+        state.workspace,
+        budgets=state.profile.budgets,
+        max_order=state.profile.max_order,
+        n_random=state.profile.n_random,
+    )
+    state.facts["report"] = str(path)
+    return str(path)
+
+
+STEPS: tuple[tuple[str, Callable[[DemoState], str]], ...] = (
+    ("generate", step_generate),
+    ("ingest", step_ingest),
+    ("train", step_train),
+    ("export", step_export),
+    ("extract", step_extract),
+    ("transfer", step_transfer),
+    ("affinity", step_affinity),
+    ("tree", step_tree),
+    ("taxonomy", step_taxonomy),
+    ("report", step_report),
 )
 
 
-def run_demo(path: Path, echo: Callable[[str], None]) -> Workspace:
-    workspace = Workspace.open(path) if (path / SETTINGS_FILE).is_file() else Workspace.init(path)
-    echo(f"workspace: {workspace.root}")
-    for step in STEPS:
-        if step.run is None:
-            echo(f"  {step.name:<10} not built yet")
-            continue
-        start = time.perf_counter()
-        summary = step.run(workspace)
-        echo(f"  {step.name:<10} {time.perf_counter() - start:6.1f} s  {summary}")
+def _targets(state: DemoState) -> list[str] | None:
+    from taskonomy_db.tasks import get_task
+
+    if state.profile.tasks is None:
+        return None
+    return [t for t in state.profile.tasks if get_task(t).is_target]
+
+
+def _sources(state: DemoState) -> list[str] | None:
+    return list(state.profile.tasks) if state.profile.tasks is not None else None
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def prepare_workspace(path: Path, profile: Profile, seed: int) -> Workspace:
+    """Create the demo workspace with the profile's settings, or reopen one made by the same profile."""
+    if (path / SETTINGS_FILE).is_file():
+        workspace = Workspace.open(path)
+        made_by = workspace.settings.get("demo", {}).get("profile")
+        if made_by != profile.name:
+            what = f"the {made_by} profile" if made_by else "something other than `tdb demo`"
+            raise DemoError(f"{path} was made by {what}; use another workspace for the {profile.name} profile")
+        return workspace
+    workspace = Workspace.init(path, seed=seed)
+    workspace.update_settings("demo", {"profile": profile.name})
+    workspace.update_settings("train", dict(profile.train))
+    workspace.update_settings("transfer", dict(profile.transfer))
     return workspace
+
+
+def run_demo(path: Path, profile_name: str, echo: Callable[[str], None], seed: int = 0) -> DemoState:
+    if profile_name not in PROFILES:
+        raise DemoError(f"unknown profile {profile_name!r}; expected one of {', '.join(PROFILES)}")
+    profile = PROFILES[profile_name]
+    workspace = prepare_workspace(Path(path), profile, seed)
+    state = DemoState(workspace, profile, echo)
+    echo(f"tdb demo ({profile.name} profile) in {workspace.root}")
+    started = time.perf_counter()
+    with workspace.run("demo", {"profile": profile.name}):
+        for name, step in STEPS:
+            step_started = time.perf_counter()
+            summary = step(state)
+            echo(f"  {name:<9} {time.perf_counter() - step_started:6.1f} s  {summary}")
+    state.facts["seconds"] = time.perf_counter() - started
+    echo_summary(state)
+    return state
+
+
+def echo_summary(state: DemoState) -> None:
+    echo, facts = state.echo, state.facts
+    echo("")
+    echo(f"done in {facts['seconds']:.0f} s. Report: {facts['report']}")
+    echo("")
+    echo("Task tree groups:")
+    for number, tasks in enumerate(facts["tree_groups"], start=1):
+        echo(f"  {number}. {', '.join(tasks)}")
+    for budget, taxonomy in facts["taxonomies"].items():
+        echo("")
+        echo(f"Taxonomy at budget {budget} (max order {state.profile.max_order}):")
+        echo(f"  supervise: {', '.join(taxonomy.supervised)}")
+        for target, transfer in sorted(taxonomy.transfers.items()):
+            echo(f"  {target} <- {' + '.join(transfer.sources)}")
+    echo("")
+    top3 = facts["own_encoder_in_top3"]
+    echo("Checks:")
+    echo(f"  own encoder among its 3 best sources: {top3['n']}/{top3['of']} targets")
+    echo(f"  tree, 3D vs 2D adjusted Rand index: {facts['tree_ari_3d_vs_2d']:.2f}")
+    for cell, percentile in facts["significance"].items():
+        shown = "infeasible" if percentile is None or math.isnan(percentile) else f"{percentile:.0f}th percentile"
+        echo(f"  taxonomy Quality vs {state.profile.n_random} random policies, {cell}: {shown}")
+
+
+def summary_json(state: DemoState) -> str:
+    facts = dict(state.facts)
+    facts["taxonomies"] = {
+        str(b): {"supervised": list(t.supervised), "transfers": {k: list(v.sources) for k, v in t.transfers.items()}}
+        for b, t in facts["taxonomies"].items()
+    }
+    return json.dumps(facts, indent=2, default=str)
