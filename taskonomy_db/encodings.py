@@ -133,9 +133,13 @@ def read_npy(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-def json_bytes(data: Any) -> bytes:
-    """Stable JSON (sorted keys, fixed float formatting) so identical data gives identical bytes."""
-    return (json.dumps(data, sort_keys=True, indent=1) + "\n").encode()
+def json_bytes(data: Any, indent: int | None = 1) -> bytes:
+    """Stable JSON (sorted keys, fixed float formatting) so identical data gives identical bytes.
+
+    indent=None writes one line with the json module's C encoder (indented output always goes through its
+    pure-Python encoder, several times slower): for the many small files the generator writes.
+    """
+    return (json.dumps(data, sort_keys=True, indent=indent) + "\n").encode()
 
 
 def read_json(path: str | Path) -> Any:
