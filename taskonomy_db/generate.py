@@ -12,10 +12,14 @@ is renamed into place at the end: an interrupted run leaves no half dataset.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import multiprocessing
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -103,9 +107,15 @@ def look_at(position: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.n
     """world_from_camera rotation (x right, y down, z forward) looking at target, rolled about the view axis."""
     forward = target - position
     forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = np.array([forward[1], -forward[0], 0.0])  # forward x up, written out: np.cross is slow on 3-vectors
     right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
+    down = np.array(
+        [
+            forward[1] * right[2] - forward[2] * right[1],
+            forward[2] * right[0] - forward[0] * right[2],
+            forward[0] * right[1] - forward[1] * right[0],
+        ]
+    )
     c, s = math.cos(roll), math.sin(roll)
     return np.stack([c * right + s * down, -s * right + c * down, forward], axis=1)
 
@@ -301,28 +311,37 @@ def nonfixated_matches(views: list[tuple[ViewPose, RenderedView]], size: int) ->
         rows, cols = rows * stride, cols * stride
         directions, _ = _directions(pose.camera, size, rows, cols)
         samples.append(pose.camera.position + rendered.depth_euclidean[rows, cols, None] * directions)
+    # Every view's samples are projected into all views of the room at once (one batched product per view).
+    positions = np.array([pose.camera.position for pose, _ in views])
+    rotations = np.array([pose.camera.rotation for pose, _ in views])
+    focals = np.array([pose.camera.focal(size) for pose, _ in views])
+    zbuffers = np.stack([rendered.depth_zbuffer for _, rendered in views])
     matches: list[list[dict]] = []
     for a, (pose_a, _) in enumerate(views):
-        found = []
-        for b, (pose_b, rendered_b) in enumerate(views):
-            if a == b or len(samples[a]) == 0:
-                continue
-            pixels, z = pose_b.camera.project(samples[a], size)
-            inside = (z > 0.05) & np.all((pixels >= 0) & (pixels < size), axis=1)
-            px = np.clip(pixels[inside].astype(int), 0, size - 1)
-            seen = rendered_b.depth_zbuffer[px[:, 1], px[:, 0]]
-            consistent = np.abs(seen - z[inside]) < 0.03 * z[inside] + 0.02
-            overlap = consistent.sum() / len(samples[a])
-            if overlap >= 0.05:
+        found: list[dict] = []
+        matches.append(found)
+        if len(samples[a]) == 0:
+            continue
+        local = (samples[a][None] - positions[:, None]) @ rotations  # (views, samples, 3) in each camera frame
+        z = local[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pixels = local[..., :2] / local[..., 2:3] * focals[:, None, None] + size / 2
+        inside = (z > 0.05) & np.all((pixels >= 0) & (pixels < size), axis=2)
+        which, _ = np.nonzero(inside)
+        px = np.clip(pixels[inside].astype(int), 0, size - 1)
+        seen = zbuffers[which, px[:, 1], px[:, 0]]
+        consistent = np.abs(seen - z[inside]) < 0.03 * z[inside] + 0.02
+        overlaps = np.bincount(which[consistent], minlength=len(views)) / len(samples[a])
+        for b, (pose_b, _) in enumerate(views):
+            if b != a and overlaps[b] >= 0.05:
                 found.append(
                     {
                         "point": pose_b.point,
                         "view": pose_b.view,
-                        "overlap": round(float(overlap), 4),
+                        "overlap": round(float(overlaps[b]), 4),
                         "same_point": pose_b.point == pose_a.point,
                     }
                 )
-        matches.append(found)
     return matches
 
 
@@ -352,7 +371,7 @@ def encode_view(building: str, room: Room, pose: ViewPose, rendered: RenderedVie
         "segment_unsup25d": png(enc.encode_segment_unsup(segment_unsup25d(rendered))),
         "class_object": enc.npy_bytes(enc.encode_distribution(class_object(rendered))),
         "class_scene": enc.npy_bytes(enc.encode_distribution(class_scene(room))),
-        "points": enc.json_bytes(points_json(building, room, pose, size)),
+        "points": enc.json_bytes(points_json(building, room, pose, size), indent=None),
         "mask_valid": png(enc.encode_mask(rendered.valid)),
     }
 
@@ -383,11 +402,97 @@ def _room_task(args: tuple[GenerateSettings, int, str, int, str]) -> int:
     matches = nonfixated_matches(views, settings.size)
     for (pose, rendered), found in zip(views, matches, strict=True):
         files = encode_view(building, room, pose, rendered, settings.size)
-        files["nonfixated_matches"] = enc.json_bytes({"point": pose.point, "view": pose.view, "matches": found})
+        matches_json = {"point": pose.point, "view": pose.view, "matches": found}
+        files["nonfixated_matches"] = enc.json_bytes(matches_json, indent=None)
         for domain, data in files.items():
             name = file_name(pose.point, pose.view, domain, enc.extension(domain))
-            (Path(root) / relative_path(settings.layout, building, domain, name)).write_bytes(data)
+            _write_new_file(os.path.join(root, relative_path(settings.layout, building, domain, name)), data)
     return len(views)
+
+
+def _write_new_file(path: str, data: bytes) -> None:
+    """Write a file with plain system calls: 18 small files per view make Python's buffered file objects (about
+    twice the cost of the write itself) a visible share of the generator's time."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- process tuning for the render loop
+
+# glibc mallopt parameters (malloc.h): mmap and trim thresholds, tuned and default.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TUNED_THRESHOLDS = {_M_MMAP_THRESHOLD: 64 * 1024 * 1024, _M_TRIM_THRESHOLD: 256 * 1024 * 1024}
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+# (set, get) thread-count functions of the OpenBLAS builds numpy and scipy ship (symbol names vary by build).
+_OPENBLAS_THREAD_FUNCTIONS = (
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+)
+
+
+def _tune_process() -> Callable[[], None]:
+    """Tune this process for rendering; return a function that undoes it.
+
+    - glibc serves blocks over 128 KiB with fresh mmap pages and trims its heap eagerly, so every (primitive x
+      ray) culling matrix or label-sized temporary cost hundreds of page faults (~15% of a view's CPU time on a
+      virtual machine). Higher thresholds keep those pages mapped. Undoing restores the default values (glibc
+      then stops adapting its mmap threshold dynamically, which matters only to allocation-heavy callers).
+    - OpenBLAS runs larger matrix products on all cores and its threads then spin-wait: in a worker of a
+      process pool that quadrupled the culling step's CPU time and took the other core from the other worker.
+      One BLAS thread per process: the parallelism is the pool's.
+    Elsewhere than Linux with glibc and OpenBLAS, the missing parts are skipped.
+    """
+    undo: list[Callable[[], None]] = []
+    if sys.platform.startswith("linux"):
+        try:
+            mallopt = ctypes.CDLL("libc.so.6").mallopt
+        except (OSError, AttributeError):  # not glibc (musl, ...)
+            mallopt = None
+        if mallopt is not None:
+            for parameter, value in _TUNED_THRESHOLDS.items():
+                mallopt(parameter, value)
+                undo.append(functools.partial(mallopt, parameter, _GLIBC_DEFAULT_THRESHOLD))
+        for set_threads, get_threads in _openblas_thread_functions():
+            undo.append(functools.partial(set_threads, get_threads()))
+            set_threads(1)
+
+    def undo_all() -> None:
+        for step in reversed(undo):
+            step()
+
+    return undo_all
+
+
+def _openblas_thread_functions() -> list[tuple[Callable[[int], None], Callable[[], int]]]:
+    """The thread-count functions of every OpenBLAS library loaded in this process (as threadpoolctl finds them)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    functions = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _OPENBLAS_THREAD_FUNCTIONS:
+            if hasattr(library, set_name) and hasattr(library, get_name):
+                functions.append((getattr(library, set_name), getattr(library, get_name)))
+                break
+    return functions
+
+
+def _tune_worker() -> None:
+    """Pool initializer: workers are forked for one run and exit after it, so their tuning is never undone."""
+    _tune_process()
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -432,13 +537,17 @@ def generate(
         tasks = [(s, b, name, r, str(tmp)) for s, b, name, r, _ in tasks]
         with tqdm(total=settings.n_views, desc="rendering", unit="view", disable=None if progress else True) as bar:
             if workers == 1:
-                for task in tasks:
-                    bar.update(_room_task(task))
+                undo = _tune_process()
+                try:
+                    for task in tasks:
+                        bar.update(_room_task(task))
+                finally:
+                    undo()
             else:
                 # fork: workers inherit the imported modules and never re-run the caller's main script.
                 methods = multiprocessing.get_all_start_methods()
                 context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                with context.Pool(workers) as pool:
+                with context.Pool(workers, initializer=_tune_worker) as pool:
                     for n in pool.imap_unordered(_room_task, tasks):
                         bar.update(n)
         manifest = {"generator": "taskonomy_db.generate", "buildings": names, "settings": asdict(settings)}
