@@ -1,0 +1,87 @@
+"""Command of step 2: `tdb transfer` (readouts from stored representations, with baselines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, workspace_option
+from taskonomy_db.transfer import BASELINES, run_transfers
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists: --targets a,b --targets c."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+@cli.command("transfer")
+@workspace_option
+@click.option("--targets", multiple=True, help="Target tasks, comma-separated (default: every extracted target).")
+@click.option("--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one).")
+@click.option("--transfer-images", type=int, default=None, help="Train images per readout (the paper's 1k/16k).")
+@click.option("--epochs", type=int, default=None, help="Readout (and scratch) training epochs.")
+@click.option("--max-order", type=int, default=None, help="Highest order of source sets (1 = first order only).")
+@click.option("--beam", type=int, default=None, help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1.")
+@click.option("--baselines", default=None, help=f"Comma-separated subset of {','.join(BASELINES)}; 'none' for none.")
+@click.option("--seed", type=int, default=None, help="Seed (default: the study seed).")
+@click.option("--workers", type=int, default=None, help="Worker processes (1 = in-process, torch uses every core).")
+@format_option()
+def transfer_command(
+    workspace_path: Path | None,
+    targets: tuple[str, ...],
+    sources: tuple[str, ...],
+    transfer_images: int | None,
+    epochs: int | None,
+    max_order: int | None,
+    beam: int | None,
+    baselines: str | None,
+    seed: int | None,
+    workers: int | None,
+    output_format: str,
+) -> None:
+    """Train a readout for every source -> target (first order, then the beam of higher orders) and the
+    gold, scratch and random baselines, storing each one's loss on every test image.
+
+    Settings come from tdb.toml's [transfer] section; options override them for this run. Finished transfers
+    are skipped, so an interrupted run resumes where it stopped. Prints what was done, failed and skipped.
+
+    Example:
+
+        tdb transfer --transfer-images 128 --max-order 2
+
+        tdb transfer --targets depth_zbuffer,normal --baselines gold,random
+    """
+    workspace = open_workspace(workspace_path)
+    overrides = {
+        "transfer_images": transfer_images,
+        "epochs": epochs,
+        "max_order": max_order,
+        "beam": beam,
+        "seed": seed,
+        "workers": workers,
+    }
+    if baselines is not None:
+        overrides["baselines"] = [] if baselines.strip() == "none" else _names((baselines,))
+    summary = run_transfers(workspace, overrides, _names(targets) or None, _names(sources) or None)
+    rows = summary.rows()
+    if output_format == "json":
+        echo_json(
+            {
+                "settings_hash": summary.settings_hash,
+                "n_train_images": summary.n_train_images,
+                "n_test_images": summary.n_test_images,
+                "seconds": round(summary.seconds, 2),
+                "counts": rows,
+                "failures": [{"transfer_key": key, "reason": reason} for key, reason in summary.failures],
+            }
+        )
+        return
+    click.echo(render_rows(rows, ["order", "kind", "done", "failed", "skipped"], output_format))
+    if output_format == "table":
+        click.echo(
+            f"\nsettings {summary.settings_hash}: {summary.n_train_images} transfer images, "
+            f"{summary.n_test_images} test images, {summary.seconds:.1f} s"
+        )
+        for key, reason in summary.failures:
+            click.echo(f"failed: {key}: {reason}", err=True)
