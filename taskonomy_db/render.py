@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.feature import canny, hessian_matrix_det
+from skimage.feature import canny, hessian_matrix
 from skimage.segmentation import felzenszwalb
 
 from taskonomy_db.encodings import DEPTH_MAX_METRES, OBJECT_CLASSES, SCENE_CLASSES
@@ -325,13 +325,14 @@ class CompiledRoom:
         material = np.full(n, -1, dtype=np.int64)
         room = np.flatnonzero(ids == ROOM_ID)
         if room.size:
-            q = points[room]
-            gap = np.minimum(np.abs(q - self.lo), np.abs(q - self.hi))
-            axis = gap.argmin(axis=1)
-            high = np.abs(q[np.arange(room.size), axis] - self.hi[axis]) < np.abs(q[np.arange(room.size), axis])
+            q = points[room].T  # component-first: the per-axis work below runs over contiguous rows
+            gap = np.minimum(np.abs(q - self.lo[:, None]), np.abs(q - self.hi[:, None]))
+            axis = _argmin3(gap)
+            on_axis = _pick3(q, axis)
+            high = np.abs(on_axis - self.hi[axis]) < np.abs(on_axis)
             normals[room, axis] = np.where(high, -1.0, 1.0)
             uv[room] = _planar_uv(q, axis)
-            z = q[:, 2]
+            z = q[2]
             material[room] = np.where(z < 1e-3, FLOOR, np.where(z > self.hi[2] - 1e-3, CEILING, WALL))
         rows = np.flatnonzero(ids > ROOM_ID)
         if rows.size == 0:
@@ -346,9 +347,10 @@ class CompiledRoom:
             sel = np.flatnonzero(kinds == code)
             q, s, at = q_all[sel], sizes[sel], rows[sel]
             if code == KIND_CODES[BOX]:
-                axis = (np.abs(q) / s).argmax(axis=1)
-                local[sel, axis] = np.sign(q[np.arange(sel.size), axis])
-                uv[at] = _planar_uv(q, axis)
+                q_t = q.T
+                axis = _argmax3(np.abs(q_t) / s.T)
+                local[sel, axis] = np.sign(_pick3(q_t, axis))
+                uv[at] = _planar_uv(q_t, axis)
             elif code == KIND_CODES[SPHERE]:
                 local[sel] = q / s[:, :1]
                 uv[at] = np.stack([np.arctan2(q[:, 1], q[:, 0]) * s[:, 0], q[:, 2]], axis=1)
@@ -372,8 +374,25 @@ class CompiledRoom:
 
 
 def _planar_uv(q: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """Texture coordinates on an axis-aligned face: the two coordinates other than the face's normal axis."""
-    return np.where((axis == 2)[:, None], q[:, :2], np.where((axis == 0)[:, None], q[:, [1, 2]], q[:, [0, 2]]))
+    """Texture coordinates on an axis-aligned face: the two coordinates of q (3, N) other than the normal axis,
+    in order (x, y), (y, z) or (x, z)."""
+    return np.stack([np.where(axis == 0, q[1], q[0]), np.where(axis == 2, q[1], q[2])], axis=1)
+
+
+def _argmin3(a: np.ndarray) -> np.ndarray:
+    """argmin over the 3 rows of a (3, N) array, first index on ties (as np.argmin): three comparisons instead of
+    a numpy reduction over a short axis, which is several times slower."""
+    return np.where((a[0] <= a[1]) & (a[0] <= a[2]), 0, np.where(a[1] <= a[2], 1, 2))
+
+
+def _argmax3(a: np.ndarray) -> np.ndarray:
+    """argmax over the 3 rows of a (3, N) array, first index on ties (as np.argmax)."""
+    return np.where((a[0] >= a[1]) & (a[0] >= a[2]), 0, np.where(a[1] >= a[2], 1, 2))
+
+
+def _pick3(a: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """a[row[i], i] for a (3, N) array."""
+    return np.where(row == 0, a[0], np.where(row == 1, a[1], a[2]))
 
 
 # ---------------------------------------------------------------- textures
@@ -551,7 +570,10 @@ def edge_occlusion(view: RenderedView) -> np.ndarray:
 def keypoints2d(view: RenderedView) -> np.ndarray:
     """Scale-normalised determinant-of-Hessian (SURF-like) response, squashed into [0, 1)."""
     sigma = max(1.0, view.rgb.shape[0] / 64)
-    response = np.abs(hessian_matrix_det(_gray(view.rgb), sigma=sigma, approximate=False)) * sigma**4
+    # What hessian_matrix_det(approximate=False) computes, with the 2x2 determinant written out: it builds an
+    # (H, W, 2, 2) array for np.linalg.det, which costs more than the filtering.
+    h_rr, h_rc, h_cc = hessian_matrix(_gray(view.rgb), sigma=sigma, use_gaussian_derivatives=False)
+    response = np.abs(h_rr * h_cc - h_rc * h_rc) * sigma**4
     return 1 - np.exp(-response / 0.002)
 
 
@@ -562,13 +584,14 @@ def keypoints3d(view: RenderedView) -> np.ndarray:
     creases score low and corners and tips of 3D structure score high.
     """
     size = view.rgb.shape[0]
-    channels = np.concatenate([view.normal, 2 * _log_depth(view)[..., None]], axis=2)
-    gy, gx = np.gradient(channels, axis=(0, 1))
+    # Channel-first, so sums over channels add whole planes (a reduction over a short last axis is slow).
+    channels = np.concatenate([np.moveaxis(view.normal, 2, 0), 2 * _log_depth(view)[None]], axis=0)
+    gy, gx = np.gradient(channels, axis=(1, 2))
     scale = (size / 64) ** 2  # gradients are per pixel: make the response resolution-independent
     sigma = max(1.0, size / 64)
-    a = ndimage.gaussian_filter((gx * gx).sum(axis=2), sigma) * scale
-    b = ndimage.gaussian_filter((gx * gy).sum(axis=2), sigma) * scale
-    c = ndimage.gaussian_filter((gy * gy).sum(axis=2), sigma) * scale
+    # The three structure-tensor entries smoothed in one call (no smoothing across the stacking axis).
+    tensor = np.stack([(gx * gx).sum(axis=0), (gx * gy).sum(axis=0), (gy * gy).sum(axis=0)])
+    a, b, c = ndimage.gaussian_filter(tensor, (0, sigma, sigma)) * scale
     smallest = (a + c) / 2 - np.sqrt(((a - c) / 2) ** 2 + b * b)
     return 1 - np.exp(-np.maximum(smallest, 0) / 0.1)
 
