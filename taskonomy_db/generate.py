@@ -43,7 +43,7 @@ from taskonomy_db.render import (
     segment_unsup2d,
     segment_unsup25d,
 )
-from taskonomy_db.scenes import Room, building_names, make_room, make_style
+from taskonomy_db.scenes import Room, Style, building_names, make_room, make_style
 
 MIN_SIZE, MAX_SIZE = 32, 512
 MANIFEST = "tdb_generate.json"
@@ -312,9 +312,11 @@ def nonfixated_matches(views: list[tuple[ViewPose, RenderedView]], size: int) ->
         directions, _ = _directions(pose.camera, size, rows, cols)
         samples.append(pose.camera.position + rendered.depth_euclidean[rows, cols, None] * directions)
     # Every view's samples are projected into all views of the room at once (one batched product per view).
-    positions = np.array([pose.camera.position for pose, _ in views])
-    rotations = np.array([pose.camera.rotation for pose, _ in views])
-    focals = np.array([pose.camera.focal(size) for pose, _ in views])
+    # Every view's samples are projected into all views of the room at once, one (views, samples) row per
+    # camera-frame coordinate: local[j] = sum_i (x[i] - position[i]) R[i, j].
+    positions = np.array([pose.camera.position for pose, _ in views])[:, :, None]
+    rotations = np.array([pose.camera.rotation for pose, _ in views])[:, :, :, None]
+    focals = np.array([pose.camera.focal(size) for pose, _ in views])[:, None]
     zbuffers = np.stack([rendered.depth_zbuffer for _, rendered in views])
     matches: list[list[dict]] = []
     for a, (pose_a, _) in enumerate(views):
@@ -322,14 +324,16 @@ def nonfixated_matches(views: list[tuple[ViewPose, RenderedView]], size: int) ->
         matches.append(found)
         if len(samples[a]) == 0:
             continue
-        local = (samples[a][None] - positions[:, None]) @ rotations  # (views, samples, 3) in each camera frame
-        z = local[..., 2]
+        offset = samples[a].T[None] - positions  # (views, 3, samples)
+        x, y, z = (
+            offset[:, 0] * rotations[:, 0, j] + offset[:, 1] * rotations[:, 1, j] + offset[:, 2] * rotations[:, 2, j]
+            for j in range(3)
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
-            pixels = local[..., :2] / local[..., 2:3] * focals[:, None, None] + size / 2
-        inside = (z > 0.05) & np.all((pixels >= 0) & (pixels < size), axis=2)
+            u, v = x / z * focals + size / 2, y / z * focals + size / 2
+        inside = (z > 0.05) & (u >= 0) & (u < size) & (v >= 0) & (v < size)
         which, _ = np.nonzero(inside)
-        px = np.clip(pixels[inside].astype(int), 0, size - 1)
-        seen = zbuffers[which, px[:, 1], px[:, 0]]
+        seen = zbuffers[which, np.clip(v[inside].astype(int), 0, size - 1), np.clip(u[inside].astype(int), 0, size - 1)]
         consistent = np.abs(seen - z[inside]) < 0.03 * z[inside] + 0.02
         overlaps = np.bincount(which[consistent], minlength=len(views)) / len(samples[a])
         for b, (pose_b, _) in enumerate(views):
@@ -381,8 +385,15 @@ def encode_view(building: str, room: Room, pose: ViewPose, rendered: RenderedVie
 
 def build_room(seed: int, building_index: int, room_index: int) -> Room:
     """Room `room_index` of building `building_index`: a pure function of the three numbers."""
-    style = make_style(np.random.default_rng([seed, building_index, 0]))
-    return make_room(style, np.random.default_rng([seed, building_index, 1, room_index]), room_index)
+    return make_room(
+        _style(seed, building_index), np.random.default_rng([seed, building_index, 1, room_index]), room_index
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _style(seed: int, building_index: int) -> Style:
+    """A building's style, made once per process for all its rooms (make_room only reads it)."""
+    return make_style(np.random.default_rng([seed, building_index, 0]))
 
 
 def render_room(
