@@ -311,7 +311,6 @@ def nonfixated_matches(views: list[tuple[ViewPose, RenderedView]], size: int) ->
         rows, cols = rows * stride, cols * stride
         directions, _ = _directions(pose.camera, size, rows, cols)
         samples.append(pose.camera.position + rendered.depth_euclidean[rows, cols, None] * directions)
-    # Every view's samples are projected into all views of the room at once (one batched product per view).
     # Every view's samples are projected into all views of the room at once, one (views, samples) row per
     # camera-frame coordinate: local[j] = sum_i (x[i] - position[i]) R[i, j].
     positions = np.array([pose.camera.position for pose, _ in views])[:, :, None]
