@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, workspace_option
-from taskonomy_db.transfer import BASELINES, run_transfers
+
+BASELINES = ("gold", "scratch", "random")
 
 
 def _names(values: tuple[str, ...]) -> list[str]:
@@ -52,6 +53,8 @@ def transfer_command(
 
         tdb transfer --targets depth_zbuffer,normal --baselines gold,random
     """
+    from taskonomy_db.transfer import run_transfers  # torch loads only when a transfer runs, not for --help
+
     workspace = open_workspace(workspace_path)
     overrides = {
         "transfer_images": transfer_images,

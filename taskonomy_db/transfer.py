@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -269,30 +269,43 @@ def _weighted_mean(values: torch.Tensor) -> torch.Tensor:
     return values.mean() if values.numel() else values.sum()
 
 
-def train_readout_group(context: TransferContext, group: ReadoutGroup) -> list[TransferOutcome]:
+# (split, row positions) -> the input batch: by default rows of the cached representations; the benchmark's naive
+# baseline passes one that runs the encoders again instead.
+Features = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+def cached_features(context: TransferContext, encoders: Sequence[str]) -> Features:
+    train_x, test_x = context.inputs(encoders)
+    return lambda split, rows: (train_x if split == "train" else test_x)[rows]
+
+
+def train_readout_group(
+    context: TransferContext, group: ReadoutGroup, features: Features | None = None
+) -> list[TransferOutcome]:
     """Train the group's readouts together and return each one's per-image test losses (or why it failed)."""
     started_at = datetime.now()
     start = time.perf_counter()
     settings = context.settings
-    train_x, test_x = context.inputs(group.inputs)
+    features = features or cached_features(context, group.inputs)
+    n_train, n_test = len(context.train_ids), len(context.test_ids)
     specs = [get_task(job.target) for job in group.jobs]
     labels = [context.targets[job.target] for job in group.jobs]
-    side = train_x.shape[-1]
+    in_channels, side, _ = features("train", torch.arange(1)).shape[1:]
     sizes = {int(t.train_targets.shape[-1]) for t, s in zip(labels, specs, strict=True) if _is_dense(s)}
     size = sizes.pop() if sizes else side
     priors = [s.baseline_prediction(t.train_targets, t.train_masks) for s, t in zip(specs, labels, strict=True)]
     bank = ReadoutBank(
-        train_x.shape[1], side, specs, [job.seed for job in group.jobs], int(settings["readout_width"]), size, priors
+        in_channels, side, specs, [job.seed for job in group.jobs], int(settings["readout_width"]), size, priors
     )
     # Where each target's labelled images sit in the transfer subset (-1: no label there).
     label_row = []
     for target in labels:
-        lookup = np.full(len(train_x), -1, dtype=np.int64)
+        lookup = np.full(n_train, -1, dtype=np.int64)
         lookup[target.train_rows] = np.arange(len(target.train_rows))
         label_row.append(torch.from_numpy(lookup))
 
     epochs, batch_size = int(settings["epochs"]), int(settings["batch_size"])
-    steps_per_epoch = max(1, math.ceil(len(train_x) / batch_size))
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     optimizer = torch.optim.AdamW(
         bank.parameters(), lr=float(settings["learning_rate"]), weight_decay=float(settings["weight_decay"])
     )
@@ -301,11 +314,11 @@ def train_readout_group(context: TransferContext, group: ReadoutGroup) -> list[T
     failures: list[str | None] = [None] * len(group.jobs)
     bank.train()
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(train_x), generator=generator)
+        order = torch.randperm(n_train, generator=generator)
         for step in range(steps_per_epoch):
             rows = order[step * batch_size : (step + 1) * batch_size]
-            predictions = bank(train_x[rows])
-            total = train_x.new_zeros(())
+            predictions = bank(features("train", rows))
+            total = torch.zeros(())
             for index, (spec, target, prediction) in enumerate(zip(specs, labels, predictions, strict=True)):
                 if failures[index]:
                     continue
@@ -333,8 +346,9 @@ def train_readout_group(context: TransferContext, group: ReadoutGroup) -> list[T
     outcomes = []
     with torch.no_grad():
         outputs: list[list[torch.Tensor]] = [[] for _ in group.jobs]
-        for begin in range(0, len(test_x), EVAL_BATCH):
-            for index, prediction in enumerate(bank(test_x[begin : begin + EVAL_BATCH])):
+        for begin in range(0, n_test, EVAL_BATCH):
+            rows = torch.arange(begin, min(begin + EVAL_BATCH, n_test))
+            for index, prediction in enumerate(bank(features("test", rows))):
                 outputs[index].append(prediction)
         predictions = [torch.cat(chunks) for chunks in outputs]
     seconds_eval = time.perf_counter() - start
@@ -633,34 +647,35 @@ class TransferSummary:
 
 
 @dataclass
-class _Plan:
-    workspace: Workspace
+class TransferPlan:
+    """A checked run: its settings and selection, and the context every job reads (loaded once)."""
+
     settings: dict[str, Any]
     digest: str
     targets: list[str]
     sources: list[str]
-    run_settings: dict[str, Any]
+    baselines: list[str]
+    run_settings: dict[str, Any]  # provenance stored with every transfer and in `runs`
+    context: TransferContext
 
     def job(self, kind: str, target: str, sources: Sequence[str], order: int) -> TransferJob:
         key = transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest)
         return TransferJob(key, kind, target, tuple(sorted(sources)), order, derive_seed(self.settings["seed"], key))
 
 
-def run_transfers(
+def prepare_transfers(
     workspace: Workspace,
     overrides: dict[str, Any] | None = None,
     targets: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
     progress: bool = True,
-    executor: Executor | None = None,
-) -> TransferSummary:
-    """Run every missing transfer of the selected targets and sources, order 1 to max_order, with baselines.
+) -> TransferPlan:
+    """Check the request and read what the jobs need; writes nothing.
 
-    Everything is checked before anything is written: an unknown or non-target task, a target or source without
+    Raises TransferError (or UnknownTaskError) for an unknown or non-target task, a target or source without
     extracted representations, a missing gold network, more transfer images than the train split holds, or a
-    maximum order above the number of sources each raise TransferError (or UnknownTaskError).
+    maximum order above the number of sources.
     """
-    started = time.perf_counter()
     settings = transfer_settings(workspace, overrides)
     encoders = {r.encoder: r for r in registered_encoders(workspace)}
     extracted = set(extracted_encoders(workspace))
@@ -704,7 +719,6 @@ def run_transfers(
         "scratch_network": scratch_network,
         "encoders": {name: encoders[name].sha256 for name in sorted(set(sources) | ({RANDOM_ENCODER} & extracted))},
     }
-    plan = _Plan(workspace, settings, digest, targets, sources, run_settings)
 
     # Read everything once: representations per encoder, labels per target (and pixels for the baselines).
     needed = sorted(set(sources) | ({RANDOM_ENCODER} if RANDOM_ENCODER in baselines else set()))
@@ -724,23 +738,42 @@ def run_transfers(
         if "gold" in baselines or "scratch" in baselines:
             pixels[target] = (train, test)
     context = TransferContext(settings, subset, test_ids, representations, arrays, pixels, str(workspace.root))
-    executor = executor or create_executor(int(settings["workers"]) or os.cpu_count() or 1)
-    summary = TransferSummary(digest, n_train, len(test_ids))
+    return TransferPlan(settings, digest, targets, sources, baselines, run_settings, context)
 
-    with workspace.run("transfer", run_settings):
+
+def run_transfers(
+    workspace: Workspace,
+    overrides: dict[str, Any] | None = None,
+    targets: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    progress: bool = True,
+    executor: Executor | None = None,
+) -> TransferSummary:
+    """Run every missing transfer of the selected targets and sources, order 1 to max_order, with baselines.
+
+    Everything is checked before anything is written (see `prepare_transfers`).
+    """
+    started = time.perf_counter()
+    plan = prepare_transfers(workspace, overrides, targets, sources, progress)
+    settings, targets, sources = plan.settings, plan.targets, plan.sources
+    n_train = int(settings["transfer_images"])
+    executor = executor or create_executor(int(settings["workers"]) or os.cpu_count() or 1)
+    summary = TransferSummary(plan.digest, n_train, len(plan.context.test_ids))
+
+    with workspace.run("transfer", plan.run_settings):
         # Order 1: every source for every target, plus the baselines.
         jobs = [plan.job("transfer", t, [s], 1) for t in targets for s in sources]
-        for kind in baselines:
+        for kind in plan.baselines:
             jobs += [plan.job(kind, t, [kind], 1) for t in targets]
-        _execute(workspace, jobs, context, executor, summary, run_settings, progress, "order 1")
-        for order in range(2, max_order + 1):
-            ranking = first_order_ranking(workspace, digest, n_train, targets, sources)
+        _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
+        for order in range(2, int(settings["max_order"]) + 1):
+            ranking = first_order_ranking(workspace, plan.digest, n_train, targets, sources)
             jobs = [
                 plan.job("transfer", t, chosen, order)
                 for t in targets
                 for chosen in beam_source_sets(ranking.get(t, []), order, int(settings["beam"]))
             ]
-            _execute(workspace, jobs, context, executor, summary, run_settings, progress, f"order {order}")
+            _execute(workspace, jobs, plan, executor, summary, progress, f"order {order}")
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -786,10 +819,9 @@ def _resolve_sources(sources: Sequence[str] | None, encoders: dict[str, EncoderR
 def _execute(
     workspace: Workspace,
     jobs: list[TransferJob],
-    context: TransferContext,
+    plan: TransferPlan,
     executor: Executor,
     summary: TransferSummary,
-    run_settings: dict[str, Any],
     progress: bool,
     label: str,
 ) -> None:
@@ -800,11 +832,11 @@ def _execute(
             summary.add(job.order, job.kind, "skipped")
     if not todo:
         return
-    work = group_jobs(todo, context.settings["seed"])
+    work = group_jobs(todo, plan.settings["seed"])
     bar = tqdm(total=len(todo), desc=f"transfers, {label}", unit="transfer", disable=None if progress else True)
     try:
-        for outcomes in executor.map(run_job, work, context):
-            record_outcomes(workspace, outcomes, run_settings)
+        for outcomes in executor.map(run_job, work, plan.context):
+            record_outcomes(workspace, outcomes, plan.run_settings)
             for outcome in outcomes:
                 summary.add(outcome.job.order, outcome.job.kind, outcome.status)
                 if outcome.failure_reason:
