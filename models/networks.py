@@ -210,7 +210,7 @@ class VectorDecoder(nn.Module):
 
 for _kind in ("dense", "dense_classes", "embedding"):
     register_decoder(_kind)(DenseDecoder)
-for _kind in ("distribution", "classes"):
+for _kind in ("distribution", "classes", "vector"):
     register_decoder(_kind)(VectorDecoder)
 
 

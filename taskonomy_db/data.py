@@ -72,7 +72,7 @@ class TaskData:
         rgb = self.rgb[rows].float() / 255.0
         labels = None if self.labels is None else _as_target(self.labels[rows])
         masks = None if self.masks is None else self.masks[rows]
-        if train:
+        if train and spec.mirror:
             flip = torch.rand(len(rows), generator=generator) < 0.5
             rgb = torch.where(flip[:, None, None, None], rgb.flip(-1), rgb)
             if masks is not None:
@@ -179,7 +179,7 @@ def _decode(what: str, row: dict, size: int) -> tuple[np.ndarray, np.ndarray | N
     if spec.masked_by_depth:
         _, depth_valid = encodings.decode_depth(encodings.read_png(row["depth_zbuffer_path"]))
         valid = depth_valid if valid is None else valid & depth_valid
-    if spec.output_kind in ("distribution", "classes"):
+    if spec.output_kind in ("distribution", "classes", "vector"):
         return label.astype(np.float32), None
     if spec.label_is_categorical:
         return _resize_nearest(label, size).astype(np.int32), None if valid is None else _resize_nearest(valid, size)

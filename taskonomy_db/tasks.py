@@ -32,8 +32,9 @@ from taskonomy_db.errors import UnknownTaskError
 GROUPS = ("3D", "2D", "geometric", "semantic")
 INPUT_KINDS = ("rgb", "grey", "noisy_rgb", "masked_rgb", "tiles")
 # dense: (C,H,W) regression; dense_classes: per-pixel logits; embedding: per-pixel vectors for a metric loss;
-# distribution: (K,) logits against a soft label; classes: (K,) logits against one class index.
-OUTPUT_KINDS = ("dense", "dense_classes", "embedding", "distribution", "classes")
+# distribution: (K,) logits against a soft label; classes: (K,) logits against one class index; vector: (K,)
+# regression (room layout, vanishing points).
+OUTPUT_KINDS = ("dense", "dense_classes", "embedding", "distribution", "classes", "vector")
 
 DENOISING_SIGMA = 0.1
 JIGSAW_GRID = 3
@@ -73,6 +74,8 @@ class TaskSpec:
     # Label channels whose sign flips when the image is mirrored left-right (the x of a normal); training
     # mirrors images at random, the one augmentation that is label-preserving for every task here.
     mirror_negates: tuple[int, ...] = ()
+    # False where mirroring changes the label in a way no channel sign captures (camera-frame geometry vectors).
+    mirror: bool = True
     decoder: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -152,6 +155,8 @@ class TaskSpec:
         training-set class frequencies (as logits) for classification, a constant embedding for the metric loss.
         Returned with a leading batch axis of 1, broadcastable against a batch of predictions."""
         kind = self.output_kind
+        if kind == "vector":
+            return targets.float().mean(0, keepdim=True)
         if kind == "dense":
             if masks is None:
                 return targets.float().mean(0, keepdim=True)
@@ -202,6 +207,11 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
 
 def l1_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return _masked_mean((prediction - target.to(prediction.dtype)).abs(), mask)
+
+
+def l2_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error over a vector's entries (the original's L2 for room layout and vanishing points)."""
+    return (prediction - target.to(prediction.dtype)).pow(2).flatten(1).mean(1)
 
 
 def soft_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -263,6 +273,7 @@ def _shifted(offset: int, length: int) -> tuple[slice, slice]:
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
     "l1": l1_loss,
+    "l2": l2_loss,
     "soft_cross_entropy": soft_cross_entropy,
     "cross_entropy": cross_entropy,
     "dense_cross_entropy": dense_cross_entropy,
@@ -384,6 +395,17 @@ def _decode_unsup(stored: np.ndarray) -> tuple[np.ndarray, None]:
 
 def _decode_distribution(stored: np.ndarray) -> tuple[np.ndarray, None]:
     return encodings.decode_distribution(stored), None
+
+
+def _decode_room_layout(points: dict) -> tuple[np.ndarray, None]:
+    """The 9 numbers of the room box in the camera frame: centre (m), XYZ Euler rotation (rad), size (m)."""
+    return np.asarray(points["room_layout"]["vector"], np.float32), None
+
+
+def _decode_vanishing_points(points: dict) -> tuple[np.ndarray, None]:
+    """The three Manhattan directions as unit vectors in the camera frame (x, y, z of the room), 9 numbers."""
+    sphere = points["vanishing_points_gaussian_sphere"]
+    return np.asarray([*sphere["x"], *sphere["y"], *sphere["z"]], np.float32), None
 
 
 # ---------------------------------------------------------------- the registry
@@ -518,6 +540,20 @@ register_task(
         description="distribution over scene (room) types; cross-entropy against the soft label",
     )
 )
+
+for _name, _decoder, _text in (
+    ("room_layout", _decode_room_layout, "room box in the camera frame (centre, rotation, size) from points JSON, L2"),
+    (
+        "vanishing_point",
+        _decode_vanishing_points,
+        "the 3 Manhattan directions in the camera frame from points JSON, L2",
+    ),
+):
+    register_task(
+        TaskSpec(
+            _name, "geometric", "rgb", "vector", 9, "points", "l2", mirror=False, decoder=_decoder, description=_text
+        )
+    )
 
 register_task(TaskSpec("autoencoding", "2D", "rgb", "dense", 3, None, "l1", description="reconstruct rgb, L1"))
 register_task(
