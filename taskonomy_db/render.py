@@ -180,9 +180,12 @@ class CompiledRoom:
             return _hit_sphere(o, d, size[0])
         return _hit_cylinder(o, d, size[0], size[2])
 
-    def _candidates(self, origins: np.ndarray, dirs: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted primitive, ray) pairs whose segment [0, limit] meets the primitive's bounding sphere, ordered
-        by primitive (so by kind) and then by ray. `origins` is one point (3,) or one per ray (N, 3)."""
+    def _candidates(
+        self, origins: np.ndarray, dirs: np.ndarray, limit: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted primitive, ray) pairs whose segment [0, limit] (or ray, without a limit) meets the primitive's
+        bounding sphere, ordered by primitive (so by kind) and then by ray. `origins` is one point (3,) or one per
+        ray (N, 3)."""
         n = len(dirs)
         if len(self.primitives) == 0 or n == 0:
             empty = np.zeros(0, dtype=np.int64)
@@ -206,7 +209,8 @@ class CompiledRoom:
         np.subtract(distance2, miss, out=miss)
         near = miss <= self._cull_radius2_32
         near &= along > -radius
-        near &= along < limit.astype(np.float32) + radius
+        if limit is not None:
+            near &= along < limit.astype(np.float32) + radius
         flat = np.flatnonzero(near)
         prims = np.repeat(np.arange(len(self.primitives)), np.count_nonzero(near, axis=1))
         return prims, flat - prims * n
@@ -250,22 +254,22 @@ class CompiledRoom:
 
     def hit_room(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """Exit distance from the inside of the room box, inf through a door or window."""
-        d = _safe(dirs)
-        bound = np.where(d > 0, self.hi, self.lo)
-        t_axes = (bound - origins) / d
-        axis = t_axes.argmin(axis=1)
-        t = t_axes[np.arange(len(t_axes)), axis]
-        point = origins + t[:, None] * dirs
+        d = _safe(dirs.T)  # component-first: per-axis rows
+        o = np.broadcast_to(origins, dirs.shape).T
+        t_axes = (np.where(d > 0, self.hi[:, None], self.lo[:, None]) - o) / d
+        axis = _argmin3(t_axes)
+        t = _pick3(t_axes, axis)
+        point_along = [o[k] + t * dirs[:, k] for k in range(3)]
         for opening in self.room.openings:
             side = (dirs[:, opening.axis] > 0) == bool(opening.side)
-            along = point[:, 1 - opening.axis]
+            along, height = point_along[1 - opening.axis], point_along[2]
             inside = (
                 (axis == opening.axis)
                 & side
                 & (along > opening.along[0])
                 & (along < opening.along[1])
-                & (point[:, 2] > opening.height[0])
-                & (point[:, 2] < opening.height[1])
+                & (height > opening.height[0])
+                & (height < opening.height[1])
             )
             t = np.where(inside, np.inf, t)
         return t
@@ -275,7 +279,8 @@ class CompiledRoom:
         n = len(dirs)
         t = self.hit_room(np.broadcast_to(origins, (n, 3)), dirs)
         ids = np.where(np.isfinite(t), ROOM_ID, -1)
-        prims, rays = self._candidates(origins, dirs, t)  # the wall behind culls what lies beyond it
+        # No distance limit: every object is inside the room, so the walls behind would cull next to nothing.
+        prims, rays = self._candidates(origins, dirs)
         if rays.size == 0:
             return t, ids
         t_pair = self._hit_pairs(origins if origins.ndim == 1 else origins.T, dirs.T, prims, rays)
