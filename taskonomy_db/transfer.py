@@ -75,6 +75,10 @@ DEFAULT_TRANSFER_SETTINGS: dict[str, Any] = {
 # Only these change what a readout learns; the rest (which transfers, how fast) leave finished transfers valid.
 RESULT_SETTINGS = ("transfer_images", "epochs", "batch_size", "learning_rate", "weight_decay", "readout_width")
 EVAL_BATCH = 256
+# Bumped whenever the readout or its training changes what it learns, so stored transfers of an older readout
+# are not mistaken for current ones (it is part of every settings_hash).
+READOUT_VERSION = 2
+VECTOR_KINDS = ("distribution", "classes", "vector")  # one output per image; the rest are maps
 
 
 class TransferError(TdbError):
@@ -105,7 +109,9 @@ def transfer_settings(workspace: Workspace, overrides: dict[str, Any] | None = N
 def settings_digest(settings: dict[str, Any], data_digest: str, scratch_network: dict[str, Any]) -> str:
     """The settings_hash of a run: everything that changes a transfer's losses, and nothing else."""
     relevant = {k: settings[k] for k in RESULT_SETTINGS}
-    relevant.update(seed=int(settings["seed"]), data=data_digest, scratch_network=scratch_network)
+    relevant.update(
+        seed=int(settings["seed"]), data=data_digest, scratch_network=scratch_network, readout=READOUT_VERSION
+    )
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -252,7 +258,7 @@ class ReadoutBank(nn.Module):
 
 
 def _readout_head(spec: TaskSpec, width: int, side: int, size: int) -> nn.Module:
-    if spec.output_kind in ("distribution", "classes"):
+    if spec.output_kind in VECTOR_KINDS:
         return nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(width * 4, spec.out_channels))
     if size % side:
         raise TransferError(f"image size {size} is not a multiple of the representation side {side}")
@@ -327,8 +333,10 @@ def train_readout_group(
                 if not bool(keep.any()):
                     continue
                 label_rows = where[keep]
+                if not bool(keep.all()):  # skipped when every image is labelled: a masked copy costs a full pass
+                    prediction = prediction[keep]
                 masks = None if target.train_masks is None else target.train_masks[label_rows]
-                loss = spec.loss(prediction[keep], target.train_targets[label_rows], masks).mean()
+                loss = spec.loss(prediction, target.train_targets[label_rows], masks).mean()
                 if not torch.isfinite(loss):
                     # Left out of the sum from here on: its parameters are its own, so the others are unaffected.
                     failures[index] = f"diverged: training loss {loss.item()} at epoch {epoch}"
@@ -376,7 +384,7 @@ def train_readout_group(
 
 
 def _is_dense(spec: TaskSpec) -> bool:
-    return spec.output_kind not in ("distribution", "classes")
+    return spec.output_kind not in VECTOR_KINDS
 
 
 def _check_losses(losses: np.ndarray) -> str | None:
@@ -423,11 +431,17 @@ def run_network_job(context: TransferContext, item: NetworkJob) -> list[Transfer
 
 
 def _train_scratch(context: TransferContext, job: TransferJob, train: TaskData) -> tuple[nn.Module, str | None]:
-    settings = context.settings
-    spec = get_task(job.target)
+    # Everything random in here (initialisation, dropout) draws from the global generator, seeded by the job
+    # alone, so the result does not depend on what this process ran before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(job.seed)
-        network = create_task_network(spec, _scratch_config(settings))
+        return _train_scratch_seeded(context, job, train)
+
+
+def _train_scratch_seeded(context: TransferContext, job: TransferJob, train: TaskData) -> tuple[nn.Module, str | None]:
+    settings = context.settings
+    spec = get_task(job.target)
+    network = create_task_network(spec, _scratch_config(settings))
     epochs, batch_size = int(settings["epochs"]), int(settings["batch_size"])
     steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
     optimizer = torch.optim.AdamW(
