@@ -10,6 +10,7 @@ Everything a consumer needs to rebuild a network is in `NetworkConfig`, which ch
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskonomy_db.tasks import TaskSpec, grey
+from taskonomy_db.tasks import LUMA_WEIGHTS, TaskSpec, grey
 
 ENCODER_STRIDE = 8
 # Inputs are centred and scaled inside the graph, so every exported encoder takes plain RGB in [0, 1].
 INPUT_MEAN = 0.5
 INPUT_STD = 0.25
+VECTOR_DROPOUT = 0.2
 
 
 @dataclass(frozen=True)
@@ -151,11 +153,32 @@ class ResidualEncoder(nn.Module):
             *(ResidualBlock(2 * width) for _ in range(depth)),
         )
         self.project = nn.Conv2d(2 * width, representation_channels, 1)
+        self.input_folded = False
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if self.grey_input:
-            image = grey(image)
-        return self.project(self.trunk((image - INPUT_MEAN) / INPUT_STD))
+        if not self.input_folded:
+            if self.grey_input:
+                image = grey(image)
+            image = (image - INPUT_MEAN) / INPUT_STD
+        return self.project(self.trunk(image))
+
+    @torch.no_grad()
+    def with_input_folded(self) -> ResidualEncoder:
+        """A copy computing the same function with the input preprocessing (luminance, centring, scaling) folded
+        into the stem convolution's weights and bias: exact, as the stem has no padding. Export uses it, so the
+        graph spends no full-resolution passes on per-pixel arithmetic before the first convolution."""
+        folded = copy.deepcopy(self)
+        stem = folded.trunk[0][0]
+        assert stem.padding == (0, 0) and stem.bias is None, "folding is exact only for an unpadded, bias-free stem"
+        weight = stem.weight / INPUT_STD
+        if self.grey_input:  # every input channel carries the luminance: one kernel, spread by the luma weights
+            weight = weight.sum(1, keepdim=True) * torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
+        conv = nn.Conv2d(3, stem.out_channels, stem.kernel_size, stride=stem.stride, bias=True)
+        conv.weight.copy_(weight)
+        conv.bias.copy_(-INPUT_MEAN / INPUT_STD * stem.weight.sum((1, 2, 3)))
+        folded.trunk[0][0] = conv
+        folded.input_folded = True
+        return folded
 
 
 @register_encoder("resnet_small")
@@ -168,7 +191,11 @@ def resnet_small(**cfg: Any) -> nn.Module:
 
 class DenseDecoder(nn.Module):
     """Representation -> full-resolution map: conv, upsample-and-conv stages, and a final 1x1 conv whose channels
-    are rearranged into 4x4 pixel blocks (pixel shuffle), so no convolution runs at full resolution."""
+    are rearranged into 4x4 pixel blocks (pixel shuffle), so no convolution runs at full resolution.
+
+    Group norm in the conv stages removes each image's mean activation, so a global branch (average-pooled
+    representation -> per-channel offset, like the image-pooling branch of DeepLab's ASPP) carries what is
+    constant over the image: how far away the room is, its overall shading."""
 
     def __init__(
         self, representation_shape: tuple[int, int, int], out_channels: int, output_size: int, width: int = 64
@@ -186,23 +213,32 @@ class DenseDecoder(nn.Module):
             c_in, factor = c_out, factor // 2
         layers += [nn.Conv2d(c_in, out_channels * 16, 1), nn.PixelShuffle(4)]
         self.layers = nn.Sequential(*layers)
+        self.global_offset = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, width), nn.ReLU(), nn.Linear(width, out_channels)
+        )
 
     def forward(self, representation: torch.Tensor) -> torch.Tensor:
-        return self.layers(representation)
+        return self.layers(representation) + self.global_offset(representation)[:, :, None, None]
 
 
 class VectorDecoder(nn.Module):
-    """Representation -> a vector of logits (class distribution or class index): conv, pool, linear."""
+    """Representation -> a vector of logits or numbers: conv, pool to a small grid, dropout, linear.
+
+    No normalisation before the pooling: group norm would remove each image's mean activation, which is
+    exactly what an image-level output (scene class, objects in view, room layout) is read from. Dropout, because
+    the linear layer sees every grid cell and a few hundred training images are easy to memorise."""
 
     def __init__(
         self, representation_shape: tuple[int, int, int], out_channels: int, width: int = 64, **_: Any
     ) -> None:
         super().__init__()
         channels, side, _ = representation_shape
-        self.conv = _conv_bn(channels, width, stride=1)
+        self.conv = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True))
         # Pool to a small grid rather than one cell: jigsaw needs to know *where* each tile's content sits.
         self.pool = nn.AdaptiveAvgPool2d(min(side, 4))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * min(side, 4) ** 2, out_channels))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(VECTOR_DROPOUT), nn.Linear(width * min(side, 4) ** 2, out_channels)
+        )
 
     def forward(self, representation: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.conv(representation)))
@@ -222,7 +258,10 @@ class TaskNetwork(nn.Module):
 
     The head predicts a residual over `prior`, a buffer that training sets to the trivial baseline's prediction
     (training mean, class frequencies): with little data a network that starts from the baseline and only
-    learns what the image adds converges in far fewer steps than one that must first learn the mean.
+    learns what the image adds converges in far fewer steps than one that must first learn the mean. The
+    residual is in units of `scale`, the training targets' spread per output channel for regression (1 for
+    logits), so every task's decoder works at unit scale: log depth varies by a few hundredths, and at that
+    scale Adam's steps were larger than the signal and the depth networks barely moved off the mean.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, output_shape: tuple[int, ...]) -> None:
@@ -230,6 +269,7 @@ class TaskNetwork(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.register_buffer("prior", torch.zeros(1, *output_shape))
+        self.register_buffer("scale", torch.ones(1, output_shape[0], *(1 for _ in output_shape[1:])))
         # A small last layer keeps the untrained head close to the prior.
         last = [m for m in decoder.modules() if isinstance(m, nn.Conv2d | nn.Linear)][-1]
         with torch.no_grad():
@@ -241,7 +281,7 @@ class TaskNetwork(nn.Module):
         return self.encoder(image)
 
     def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
-        return self.decoder(representation) + self.prior
+        return self.decoder(representation) * self.scale + self.prior
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(image))

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from taskonomy_db import encodings
 from taskonomy_db.errors import DataError
-from taskonomy_db.tasks import Batch, TaskSpec, get_task
+from taskonomy_db.tasks import Batch, TaskSpec, get_task, grey
 from taskonomy_db.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
@@ -67,7 +67,8 @@ class TaskData:
     def batch(self, rows: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> Batch:
         """Network input, target and mask for these row positions (see TaskSpec.make_batch).
 
-        train=True also mirrors a random half of the images left-right, labels and masks with them."""
+        train=True also mirrors a random half of the images left-right, labels and masks with them, and jitters
+        the photometry of tasks whose label allows it (TaskSpec.photometric)."""
         spec = self.spec
         rgb = self.rgb[rows].float() / 255.0
         labels = None if self.labels is None else _as_target(self.labels[rows])
@@ -84,8 +85,38 @@ class TaskData:
                     mirrored = mirrored.clone()
                     mirrored[:, list(spec.mirror_negates)] *= -1
                 labels = torch.where(flip.view(shape), mirrored, labels)
+        if train and spec.photometric:
+            rgb = jitter_photometry(rgb, generator)
         ids = torch.from_numpy(self.image_ids[rows.numpy()].astype(np.int64))
         return spec.make_batch(rgb, labels, masks, ids, train, generator)
+
+
+# Ranges of the per-image photometric jitter: enough to span the generator's building palettes and light
+# levels, small enough that images stay plausible.
+BRIGHTNESS_JITTER = 0.25
+CONTRAST_JITTER = 0.25
+SATURATION_JITTER = 0.3
+CHANNEL_GAIN_JITTER = 0.1
+
+
+def jitter_photometry(rgb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random per-image brightness, contrast, saturation and colour balance of RGB (B,3,H,W) in [0, 1]."""
+    n = len(rgb)
+
+    def draw(spread: float, channels: int = 1) -> torch.Tensor:
+        return 1 + spread * (2 * torch.rand(n, channels, 1, 1, generator=generator) - 1)
+
+    brightness, contrast, saturation, gain = (
+        draw(BRIGHTNESS_JITTER),
+        draw(CONTRAST_JITTER),
+        draw(SATURATION_JITTER),
+        draw(CHANNEL_GAIN_JITTER, 3),
+    )
+    luma = grey(rgb)[:, :1]
+    out = luma + saturation * (rgb - luma)
+    mean = luma.mean((2, 3), keepdim=True)
+    out = mean + contrast * (out - mean)
+    return (out * brightness * gain).clamp(0, 1)
 
 
 def _as_target(labels: torch.Tensor) -> torch.Tensor:

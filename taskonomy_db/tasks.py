@@ -76,6 +76,11 @@ class TaskSpec:
     mirror_negates: tuple[int, ...] = ()
     # False where mirroring changes the label in a way no channel sign captures (camera-frame geometry vectors).
     mirror: bool = True
+    # Training jitters brightness, contrast and colour balance, so a network does not key on one building's
+    # palette (the test buildings have their own). Labels of geometry and semantics do not depend on it, and
+    # labels derived from rgb (autoencoding, colorization, ...) are computed from the jittered image. False where
+    # the stored label was computed from the rgb pixels themselves (edges, keypoints, superpixels).
+    photometric: bool = True
     decoder: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -291,9 +296,13 @@ def chroma(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([0.492 * (b - luma), 0.877 * (r - luma)], dim=1)
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
 def grey(rgb: torch.Tensor) -> torch.Tensor:
     """Luminance replicated to three channels: colorization's input, computed inside its network graph."""
-    luma = 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
+    red, green, blue = LUMA_WEIGHTS
+    luma = red * rgb[:, 0:1] + green * rgb[:, 1:2] + blue * rgb[:, 2:3]
     return luma.expand(-1, 3, -1, -1)
 
 
@@ -458,6 +467,7 @@ def resolve_tasks(names: tuple[str, ...] | list[str] | None) -> list[TaskSpec]:
 
 def _dense(name: str, group: str, domain: str, channels: int, decoder: Callable, masked: bool, text: str) -> None:
     negates = (0,) if name == "normal" else ()
+    from_rgb_pixels = name in ("edge_texture", "keypoints2d")
     register_task(
         TaskSpec(
             name,
@@ -470,6 +480,7 @@ def _dense(name: str, group: str, domain: str, channels: int, decoder: Callable,
             masked,
             description=text,
             mirror_negates=negates,
+            photometric=not from_rgb_pixels,
             decoder=decoder,
         )
     )
@@ -496,6 +507,7 @@ for _name, _group, _masked in (("segment_unsup2d", "2D", False), ("segment_unsup
             _name,
             "segment_metric",
             _masked,
+            photometric=_name != "segment_unsup2d",
             decoder=_decode_unsup,
             description="Felzenszwalb superpixels; contrastive metric loss on pixel embeddings over fixed pairs",
         )
