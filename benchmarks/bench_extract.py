@@ -102,17 +102,23 @@ def main() -> None:
         f"(torch intra-op threads; onnxruntime intra_op_num_threads), CPU execution provider, fp32. "
         f"Measured fp32 matmul peak (torch, 1024x1024, {THREADS} threads): **{peak / 1e9:.1f} GFLOP/s**.\n"
     )
-    print("| encoder | MFLOP/image | eager img/s | onnxruntime img/s | speed-up | onnxruntime GFLOP/s | % of peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| encoder | MFLOP/image | eager img/s | onnxruntime img/s | speed-up | eager % of peak "
+        "| onnxruntime GFLOP/s | % of peak |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, flops, eager_ips, onnx_ips in rows:
         achieved = flops * onnx_ips
         print(
             f"| {label} | {flops / 1e6:.1f} | {eager_ips:.0f} | {onnx_ips:.0f} | {onnx_ips / eager_ips:.2f}x "
-            f"| {achieved / 1e9:.1f} | {100 * achieved / peak:.0f}% |"
+            f"| {100 * flops * eager_ips / peak:.0f}% | {achieved / 1e9:.1f} | {100 * achieved / peak:.0f}% |"
         )
     print(
         "\nGoal: onnxruntime at least 2x eager and at least 60% of the measured peak. FLOPs count convolutions "
-        "only; group norm is exported as InstanceNormalization between reshapes."
+        "only. The exported graph folds the input scaling into the stem convolution and writes group norm as "
+        "LayerNormalization per group (models/export.py inference_form); eager runs the encoder as trained. "
+        "Eager's own share of the peak bounds the speed-up: onnxruntime cannot exceed 100% of the peak, so "
+        "where eager already reaches more than 50%, 2x is out of reach for any runtime."
     )
 
 

@@ -7,6 +7,7 @@ input spec and the representation shape from the file's metadata, never from cod
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from taskonomy_db import __version__
@@ -66,6 +68,48 @@ class _Features(nn.Module):
         return self.encoder(image)
 
 
+class _GroupNormAsLayerNorm(nn.Module):
+    """Group norm as LayerNormalization over each group's (channels, height, width) followed by the per-channel
+    affine: the same function, but it exports to onnxruntime's fused single-kernel LayerNormalization, where the
+    exporter's own form for group_norm (InstanceNormalization between reshapes) costs more passes over memory.
+    The static sizes are fine: an encoder's input size is fixed, only the batch axis is dynamic."""
+
+    def __init__(self, norm: nn.GroupNorm, channels: int, height: int, width: int) -> None:
+        super().__init__()
+        self.groups, self.eps = norm.num_groups, norm.eps
+        self.shape = (channels, height, width)
+        self.group_size = channels // norm.num_groups * height * width
+        self.weight = nn.Parameter(norm.weight.detach().view(-1, 1, 1).clone())
+        self.bias = nn.Parameter(norm.bias.detach().view(-1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grouped = F.layer_norm(x.reshape(-1, self.groups, self.group_size), (self.group_size,), eps=self.eps)
+        return grouped.reshape(-1, *self.shape) * self.weight + self.bias
+
+
+@torch.no_grad()
+def inference_form(encoder: nn.Module, input_size: int) -> nn.Module:
+    """The same function as `encoder`, rewritten for the exported graph: input preprocessing folded into the
+    first convolution where the encoder offers it, group norms in the LayerNormalization form. The parity check
+    compares the exported graph with the original encoder, so any rewrite that changed the function would fail."""
+    rewritten = encoder.with_input_folded() if hasattr(encoder, "with_input_folded") else copy.deepcopy(encoder)
+    rewritten.eval()
+    shapes: dict[nn.Module, tuple[int, ...]] = {}
+    hooks = [
+        module.register_forward_hook(lambda m, _i, out: shapes.__setitem__(m, tuple(out.shape[1:])))
+        for module in rewritten.modules()
+        if isinstance(module, nn.GroupNorm)
+    ]
+    rewritten(torch.zeros(1, 3, input_size, input_size))
+    for hook in hooks:
+        hook.remove()
+    for parent in list(rewritten.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.GroupNorm) and child.affine and len(shapes.get(child, ())) == 3:
+                setattr(parent, name, _GroupNormAsLayerNorm(child, *shapes[child]))
+    return rewritten
+
+
 def export_encoder(
     encoder: nn.Module,
     path: Path,
@@ -79,6 +123,7 @@ def export_encoder(
     PARITY_TOLERANCE on random inputs (nothing is left at `path` then).
     """
     module = _Features(encoder).eval()
+    graph = _Features(inference_form(encoder.eval(), input_size)).eval()
     example = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -86,7 +131,7 @@ def export_encoder(
         # graphs here are plain convolutions, which it exports exactly.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module,
+            graph,
             (example,),
             buffer,
             input_names=[INPUT_NAME],
