@@ -1,0 +1,75 @@
+"""`tdb demo` (default profile) from nothing: wall time, peak memory, and the structure checks the issue names.
+
+Goal: at most 10 minutes on 2 CPU cores; the tree puts 3D tasks apart from 2D tasks (adjusted Rand index
+>= 0.5), the taxonomy's Quality beats >= 95% of random policies at budgets 2 and 3, and every target's own
+encoder is among its 3 best sources.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
+        workspace = Path(tmp) / "ws"
+        started = time.perf_counter()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from taskonomy_db.cli import main; main()",
+                "demo",
+                str(workspace),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(done.stderr[-3000:])
+        facts = json.loads(done.stdout)
+        steps = [line for line in done.stderr.splitlines() if line.startswith("  ") and " s  " in line]
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    top3 = facts["own_encoder_in_top3"]
+    significance = facts["significance"]
+    checks = [
+        ("wall time <= 600 s", f"{seconds:.0f} s", seconds <= 600),
+        (
+            "tree: 3D vs 2D adjusted Rand index >= 0.5",
+            f"{facts['tree_ari_3d_vs_2d']:.2f}",
+            facts["tree_ari_3d_vs_2d"] >= 0.5,
+        ),
+        *(
+            (
+                f"Quality percentile vs random policies, {cell} >= 95",
+                f"{p:.0f}" if p is not None else "infeasible",
+                p is not None and p >= 95,
+            )
+            for cell, p in significance.items()
+            if cell.split(",")[0] in ("budget 2", "budget 3")
+        ),
+        ("own encoder among its 3 best sources, every target", f"{top3['n']}/{top3['of']}", top3["n"] == top3["of"]),
+    ]
+    print("## `tdb demo`, default profile, from nothing\n")
+    print(f"Wall time {seconds:.0f} s, peak memory (largest process) {peak_mib:.0f} MiB.\n")
+    print("| step | seconds | summary |\n|---|---:|---|")
+    for line in steps:
+        name, rest = line.strip().split(None, 1)
+        secs, summary = rest.split(" s  ", 1)
+        print(f"| {name} | {secs.strip()} | {summary} |")
+    print("\n| check | measured | met |\n|---|---:|---|")
+    for name, value, ok in checks:
+        print(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+
+
+if __name__ == "__main__":
+    main()
