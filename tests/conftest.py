@@ -83,6 +83,18 @@ def tiny_split_buildings() -> dict[str, list[str]]:
     return by_split
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: the test machine has two cores shared with other work, and
+    oversubscribed threads stall."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace.init(tmp_path / "ws")

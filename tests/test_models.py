@@ -38,13 +38,7 @@ TASKS = list_tasks()
 TRAIN = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The test machine has two cores shared with other work; one thread avoids oversubscription stalls.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

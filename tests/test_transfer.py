@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
@@ -42,13 +41,7 @@ TARGETS = ["depth_zbuffer", "depth_euclidean", "class_scene", "segment_semantic"
 FAST = {"transfer_images": 8, "epochs": 2, "batch_size": 4, "workers": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two cores shared with other work: one thread avoids oversubscription stalls.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
