@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from taskonomy_db.cli.app import cli
-from taskonomy_db.demo import PROFILES, run_demo, summary_json
+from taskonomy_db.demo import run_demo, summary_json
 
 
 @cli.command()
