@@ -246,27 +246,87 @@ def segment_metric_loss(prediction: torch.Tensor, target: torch.Tensor, mask: to
     together (squared distance), pairs in different segments pushed beyond a margin (squared hinge).
     """
     target = target.long()
-    total = prediction.new_zeros(prediction.shape[0])
-    count = prediction.new_zeros(prediction.shape[0])
     height, width = target.shape[-2:]
+    offsets = _segment_offsets(height, width)
+    if mask is None:
+        count = prediction.new_full((prediction.shape[0],), float(sum(_pair_count(*o) for o in offsets)))
+    else:
+        count = prediction.new_zeros(prediction.shape[0])
+        for a_rows, a_cols, b_rows, b_cols in offsets:
+            valid = mask[:, a_rows, a_cols] & mask[:, b_rows, b_cols]
+            count = count + valid.flatten(1).sum(1).to(prediction.dtype)
+    total = _SegmentMetricTotal.apply(prediction, target, mask)
+    return total / count.clamp_min(1)
+
+
+def _segment_offsets(height: int, width: int) -> list[tuple[slice, slice, slice, slice]]:
+    """(a_rows, a_cols, b_rows, b_cols) of each offset of SEGMENT_PAIR_OFFSETS that fits the image, in order."""
+    ranges = []
     for dy, dx in SEGMENT_PAIR_OFFSETS:
         if abs(dy) >= height or abs(dx) >= width:
             continue
         a_rows, b_rows = _shifted(dy, height)
         a_cols, b_cols = _shifted(dx, width)
-        ea, eb = prediction[:, :, a_rows, a_cols], prediction[:, :, b_rows, b_cols]
-        same = (target[:, a_rows, a_cols] == target[:, b_rows, b_cols]).to(prediction.dtype)
-        dist2 = (ea - eb).pow(2).sum(1)
-        dist = (dist2 + 1e-8).sqrt()
-        pair = same * dist2 + (1 - same) * F.relu(SEGMENT_MARGIN - dist).pow(2)
-        if mask is not None:
-            valid = (mask[:, a_rows, a_cols] & mask[:, b_rows, b_cols]).to(prediction.dtype)
-            pair = pair * valid
-            count = count + valid.flatten(1).sum(1)
-        else:
-            count = count + pair[0].numel()
-        total = total + pair.flatten(1).sum(1)
-    return total / count.clamp_min(1)
+        ranges.append((a_rows, a_cols, b_rows, b_cols))
+    return ranges
+
+
+def _pair_count(a_rows: slice, a_cols: slice, *_: slice) -> int:
+    return (a_rows.stop - a_rows.start) * (a_cols.stop - a_cols.start)
+
+
+class _SegmentMetricTotal(torch.autograd.Function):
+    """Per-image sum of the pair losses of segment_metric_loss, with a hand-written backward.
+
+    Autograd through the per-offset slicing kept a dozen (B,C,pairs) intermediates and zero-padded slice gradients
+    per offset. Here the forward writes each offset's embedding differences into one reused buffer (the pair terms
+    are computed as in the loss, term for term) and keeps only d(pair)/d(squared distance) per pair; the backward
+    adds, for pair (a, b) with weight g, g * (x_a - x_b) at a and its negative at b as one scale per pixel
+    (g summed over the pixel's pairs, applied to x once) plus one fused multiply-add per offset and end.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, embeddings: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        offsets = _segment_offsets(*target.shape[-2:])
+        total = embeddings.new_zeros(embeddings.shape[0])
+        buffer = torch.empty_like(embeddings)
+        slopes = []
+        for a_rows, a_cols, b_rows, b_cols in offsets:
+            rows, cols = a_rows.stop - a_rows.start, a_cols.stop - a_cols.start
+            diff = torch.sub(
+                embeddings[:, :, a_rows, a_cols], embeddings[:, :, b_rows, b_cols], out=buffer[:, :, :rows, :cols]
+            )
+            dist2 = diff.mul_(diff).sum(1)
+            dist = (dist2 + 1e-8).sqrt()
+            same = (target[:, a_rows, a_cols] == target[:, b_rows, b_cols]).to(embeddings.dtype)
+            hinge = F.relu(SEGMENT_MARGIN - dist)
+            pair = same * dist2 + (1 - same) * hinge.pow(2)
+            # d pair / d dist2: 1 in one segment, -relu(margin - dist) / dist across segments.
+            slope = same - (1 - same) * hinge / dist
+            if mask is not None:
+                valid = (mask[:, a_rows, a_cols] & mask[:, b_rows, b_cols]).to(embeddings.dtype)
+                pair = pair * valid
+                slope = slope * valid
+            total = total + pair.flatten(1).sum(1)
+            slopes.append(slope)
+        ctx.save_for_backward(embeddings, *slopes)
+        ctx.offsets = offsets
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        embeddings, *slopes = ctx.saved_tensors
+        grad = torch.zeros_like(embeddings)
+        own = embeddings.new_zeros(embeddings.shape[0], *embeddings.shape[2:])  # sum of g over each pixel's pairs
+        scale = grad_total.view(-1, 1, 1) * 2
+        for (a_rows, a_cols, b_rows, b_cols), slope in zip(ctx.offsets, slopes, strict=True):
+            weight = slope * scale
+            own[:, a_rows, a_cols] += weight
+            own[:, b_rows, b_cols] += weight
+            weight = weight.unsqueeze(1)
+            grad[:, :, a_rows, a_cols].addcmul_(embeddings[:, :, b_rows, b_cols], weight, value=-1)
+            grad[:, :, b_rows, b_cols].addcmul_(embeddings[:, :, a_rows, a_cols], weight, value=-1)
+        return grad.addcmul_(embeddings, own.unsqueeze(1)), None, None
 
 
 def _shifted(offset: int, length: int) -> tuple[slice, slice]:
