@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from taskonomy_db.cli.app import cli
+from taskonomy_db.cli.app import cli, format_option
 from taskonomy_db.demo import run_demo, summary_json
 
 
@@ -15,7 +15,7 @@ from taskonomy_db.demo import run_demo, summary_json
 @click.option("--tiny", "profile", flag_value="tiny", help="A few tasks on a tiny dataset (about a minute).")
 @click.option("--full", "profile", flag_value="full", help="Every registered task on a larger dataset.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of a new demo workspace.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option(("text", "json"), default="text")
 def demo(workspace: Path, profile: str | None, seed: int, output_format: str) -> None:
     """Run the whole method on the embedded default dataset in WORKSPACE (created if needed).
 

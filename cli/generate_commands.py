@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from taskonomy_db.cli.app import cli, echo_json
+from taskonomy_db.cli.app import cli, echo_json, format_option
 from taskonomy_db.generate import MAX_SIZE, MIN_SIZE, generate
 from taskonomy_db.layout import LAYOUTS
 
@@ -29,7 +29,7 @@ from taskonomy_db.layout import LAYOUTS
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists and is not empty.")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option(("text", "json"), default="text")
 def generate_command(
     out: Path,
     buildings: int,
