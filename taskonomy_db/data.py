@@ -198,7 +198,16 @@ def image_size(workspace: Workspace) -> int:
 
 
 def _decode(what: str, row: dict, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One image's cached arrays: ('rgb' -> uint8 CHW) or ('label-<task>' -> label, mask)."""
+    """One image's cached arrays: ('rgb' -> uint8 CHW) or ('label-<task>' -> label, mask), C-contiguous.
+
+    C order matters for more than speed: an image already at `size` would otherwise keep its HWC strides, a
+    batch of such images reaches the convolutions channels-last, and oneDNN's channels-last kernels round
+    differently, so a run that decoded its data would train different weights from one that read the cache."""
+    value, valid = _decode_any(what, row, size)
+    return np.ascontiguousarray(value), None if valid is None else np.ascontiguousarray(valid)
+
+
+def _decode_any(what: str, row: dict, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     if what == "rgb":
         rgb = encodings.read_png(row["rgb_path"])
         if rgb.ndim == 2:

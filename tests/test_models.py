@@ -103,6 +103,23 @@ def test_loss_is_per_image_and_masked(task: str, workspace: Workspace):
         assert batch.masks is not None and batch.masks.dtype == torch.bool
 
 
+@pytest.mark.parametrize("task", ["normal", "segment_semantic", "class_scene"])
+def test_decoded_and_cached_data_are_identical_down_to_memory_layout(task: str, dataset: Path, tmp_path: Path):
+    # A channels-last tensor trains different weights (oneDNN rounds differently), so a run that decoded its
+    # data and a resumed run reading the cache must see the same layout, not just the same values.
+    workspace = Workspace.init(tmp_path / "ws")
+    ingest(workspace, dataset)
+    fresh = load_task_data(workspace, task, size=SIZE, progress=False)
+    cached = load_task_data(workspace, task, size=SIZE, progress=False)
+    for name in ("rgb", "labels", "masks"):
+        a, b = getattr(fresh, name), getattr(cached, name)
+        if a is None:
+            assert b is None
+            continue
+        assert a.is_contiguous() and b.is_contiguous(), name
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_training_steps_decrease_the_loss(task: str, workspace: Workspace):
