@@ -77,7 +77,7 @@ RESULT_SETTINGS = ("transfer_images", "epochs", "batch_size", "learning_rate", "
 EVAL_BATCH = 256
 # Bumped whenever the readout or its training changes what it learns, so stored transfers of an older readout
 # are not mistaken for current ones (it is part of every settings_hash).
-READOUT_VERSION = 2
+READOUT_VERSION = 3
 VECTOR_KINDS = ("distribution", "classes", "vector")  # one output per image; the rest are maps
 
 
@@ -218,7 +218,8 @@ class ReadoutBank(nn.Module):
     (all compute at the representation's resolution). Vector targets: pooled to 2x2, then linear. Each head
     predicts a correction to its target's trivial predictor (`priors`: the transfer subset's per-pixel mean or
     class frequencies) and starts at exactly that predictor (last layer zero): the few steps a readout gets go
-    into what the representation adds, not into learning the target's mean.
+    into what the representation adds, not into learning the target's mean. Embedding heads (segment_unsup*)
+    start from a random last layer instead.
     """
 
     def __init__(
@@ -242,9 +243,12 @@ class ReadoutBank(nn.Module):
                 torch.manual_seed(seed)
                 first = nn.Conv2d(in_channels, width, 3, padding=1)
                 head = _readout_head(spec, width, side, size)
-                last = [m for m in head.modules() if isinstance(m, nn.Conv2d | nn.Linear)][-1]
-                nn.init.zeros_(last.weight)
-                nn.init.zeros_(last.bias)
+                if spec.output_kind != "embedding":
+                    # Not for embeddings: the metric loss has zero gradient where all pixels embed alike, so a
+                    # readout started at a constant embedding never leaves it.
+                    last = [m for m in head.modules() if isinstance(m, nn.Conv2d | nn.Linear)][-1]
+                    nn.init.zeros_(last.weight)
+                    nn.init.zeros_(last.bias)
                 heads.append(head)
             with torch.no_grad():
                 self.first.weight[index * width : (index + 1) * width] = first.weight

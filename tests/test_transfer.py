@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
@@ -24,8 +25,10 @@ from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
+from taskonomy_db.tasks import get_task
 from taskonomy_db.training import train_tasks
 from taskonomy_db.transfer import (
+    ReadoutBank,
     TransferError,
     beam_source_sets,
     first_order_ranking,
@@ -94,6 +97,29 @@ def test_beam_follows_the_paper():
     assert set(itertools.chain(*beam_source_sets(ranking, 2, 3))) == {"a", "b", "c"}
     assert beam_source_sets(["b", "a"], 2, 5) == [("a", "b")]  # sorted inside a set
     assert beam_source_sets(["a"], 2, 5) == []
+
+
+@pytest.mark.parametrize("task", ["segment_unsup2d", "segment_unsup25d"])
+def test_an_embedding_readout_learns_from_a_representation_that_holds_the_segments(task: str):
+    # A readout started at a constant embedding sits where the metric loss has no gradient: every source then
+    # gave exactly the baseline's loss. Here the representation is the segmentation itself, so the readout must
+    # get well below the constant embedding within a few steps.
+    torch.manual_seed(0)
+    spec = get_task(task)
+    side, size = 8, 32
+    segments = torch.randint(0, 4, (16, side, side))
+    representation = torch.nn.functional.one_hot(segments, 4).permute(0, 3, 1, 2).float()
+    labels = segments.repeat_interleave(size // side, 1).repeat_interleave(size // side, 2)
+    prior = spec.baseline_prediction(labels, None)
+    bank = ReadoutBank(4, side, [spec], [0], 16, size, [prior])
+    constant = spec.loss(prior.expand(16, -1, -1, -1), labels, None).mean().item()
+    optimizer = torch.optim.Adam(bank.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = spec.loss(bank(representation)[0], labels, None).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * constant
 
 
 # ---------------------------------------------------------------- the store contract
