@@ -35,6 +35,7 @@ from taskonomy_db.transfer import (
     run_transfers,
 )
 from taskonomy_db.workspace import Workspace
+from tests.test_affinity import numpy_ahp
 
 SIZE = 32
 TRAIN = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads": 1}
@@ -178,6 +179,17 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
     assert all(entry["done"] == 0 and entry["failed"] == 0 for entry in again.counts.values())
     assert sum(entry["skipped"] for entry in again.counts.values()) == len(transfers)
     assert workspace.db.scalar("select count(*) from transfers") == len(transfers)
+
+    # The SQL AHP on these real losses equals numpy's principal eigenvector of the same W'.
+    affinity = {(r["target"], tuple(r["sources"])): r["affinity"] for r in stored(workspace, "select * from affinity")}
+    by_target: dict[str, dict[tuple[str, ...], np.ndarray]] = {}
+    for key, rows in losses_by_key(workspace).items():
+        kind, target, sources = key.split(":")[:3]
+        by_target.setdefault(target, {})[tuple(sources.split("+"))] = np.array([loss for _, loss in rows])
+    for target, candidates in by_target.items():
+        names = sorted(candidates)
+        _, expected = numpy_ahp(np.stack([candidates[name] for name in names]))
+        np.testing.assert_allclose([affinity[(target, name)] for name in names], expected, rtol=0, atol=1e-9)
 
 
 def test_a_diverged_transfer_is_recorded_as_failed_without_losses(workspace):
