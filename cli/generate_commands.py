@@ -14,10 +14,10 @@ from taskonomy_db.layout import LAYOUTS
 
 @cli.command("generate")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--buildings", default=8, show_default=True, type=int, help="Number of buildings (styles).")
+@click.option("--buildings", default=16, show_default=True, type=int, help="Number of buildings (styles).")
 @click.option("--rooms", default=3, show_default=True, type=int, help="Rooms per building.")
-@click.option("--points-per-room", default=3, show_default=True, type=int, help="Fixation points per room.")
-@click.option("--views-per-point", default=3, show_default=True, type=int, help="Camera views of each point.")
+@click.option("--points-per-room", default=4, show_default=True, type=int, help="Fixation points per room.")
+@click.option("--views-per-point", default=2, show_default=True, type=int, help="Camera views of each point.")
 @click.option("--size", default=64, show_default=True, type=int, help=f"Image size in pixels ({MIN_SIZE}-{MAX_SIZE}).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed and settings give identical bytes.")
 @click.option(

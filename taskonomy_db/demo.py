@@ -73,9 +73,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default",
-        dataset={"n_buildings": 10, "rooms_per_building": 3, "points_per_room": 3, "views_per_point": 4, "size": 64},
+        dataset={"n_buildings": 16, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 2, "size": 64},
         tasks=DEFAULT_TASKS,
-        train={"image_size": 64, "epochs": 8},
+        train={"image_size": 64, "epochs": 16, "width": 16},
         transfer={"transfer_images": 192, "epochs": 12, "max_order": 2, "beam": 5},
     ),
     "full": Profile(
@@ -319,7 +319,7 @@ def echo_summary(state: DemoState) -> None:
     echo(f"  own encoder among its 3 best sources: {top3['n']}/{top3['of']} targets")
     echo(f"  tree, 3D vs 2D adjusted Rand index: {facts['tree_ari_3d_vs_2d']:.2f}")
     for cell, percentile in facts["significance"].items():
-        shown = "infeasible" if percentile is None or math.isnan(percentile) else f"{percentile:.0f}th percentile"
+        shown = "infeasible" if percentile is None or math.isnan(percentile) else f"percentile {percentile:.0f}"
         echo(f"  taxonomy Quality vs {state.profile.n_random} random policies, {cell}: {shown}")
 
 

@@ -54,10 +54,10 @@ MAX_ROLL = math.radians(10)
 
 @dataclass(frozen=True)
 class GenerateSettings:
-    n_buildings: int = 8
+    n_buildings: int = 16
     rooms_per_building: int = 3
-    points_per_room: int = 3
-    views_per_point: int = 3
+    points_per_room: int = 4
+    views_per_point: int = 2
     size: int = 64
     seed: int = 0
     layout: str = "taskonomy"
@@ -514,10 +514,10 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 def generate(
     out: str | Path,
-    n_buildings: int = 8,
+    n_buildings: int = 16,
     rooms_per_building: int = 3,
-    points_per_room: int = 3,
-    views_per_point: int = 3,
+    points_per_room: int = 4,
+    views_per_point: int = 2,
     size: int = 64,
     seed: int = 0,
     layout: str = "taskonomy",

@@ -34,7 +34,7 @@ from taskonomy_db.workspace import Workspace
 DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
     "image_size": 64,
     "epochs": 16,
-    "width": 32,
+    "width": 16,
     "depth": 1,
     "representation_channels": 8,
     "batch_size": 16,
