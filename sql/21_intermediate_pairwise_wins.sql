@@ -94,7 +94,11 @@ upper_pairs as (
 ),
 
 -- Two unnests in one select list walk the lists in step: one row per (pair, image). Unnesting aligned lists
--- is several times faster than joining the losses to themselves on image_id.
+-- is several times faster than joining the losses to themselves on image_id. On the benchmark's 20.8M losses
+-- (DuckDB 2.0, 2 cores) this step takes ~6 s and the whole view ~8.6 s; measured alternatives to this step:
+-- lambdas over list_zip 17-21 s, unnesting list_zip 15 s, unnesting an index range with list_extract 20 s;
+-- and in place of the whole view, per-image dense ranks packed 8 images to a UBIGINT and compared with SWAR
+-- bit tricks 7.3 s (the rank window alone ~4 s).
 image_comparisons as (
     select target_number, source_index_i, source_index_j, unnest(losses_i) as loss_i, unnest(losses_j) as loss_j
     from upper_pairs
