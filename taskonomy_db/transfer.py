@@ -44,7 +44,7 @@ from taskonomy_db.encoders import EncoderRecord, registered_encoders
 from taskonomy_db.errors import TdbError
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import read_representations, representation_dir
-from taskonomy_db.models.networks import create_task_network
+from taskonomy_db.models.networks import PixelShuffle, create_task_network
 from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
 from taskonomy_db.training import (
     load_gold_network,
@@ -271,7 +271,7 @@ def _readout_head(spec: TaskSpec, width: int, side: int, size: int) -> nn.Module
         nn.Conv2d(width, width, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(width, spec.out_channels * scale * scale, 1),
-        nn.PixelShuffle(scale),
+        PixelShuffle(scale),
     )
 
 
