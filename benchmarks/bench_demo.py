@@ -65,7 +65,8 @@ def main() -> None:
     for line in steps:
         name, rest = line.strip().split(None, 1)
         secs, summary = rest.split(" s  ", 1)
-        print(f"| {name} | {secs.strip()} | {summary} |")
+        cell = summary.replace("|", "\\|")  # a literal pipe would split the Markdown cell
+        print(f"| {name} | {secs.strip()} | {cell} |")
     print("\n| check | measured | met |\n|---|---:|---|")
     for name, value, ok in checks:
         print(f"| {name} | {value} | {'yes' if ok else 'no'} |")

@@ -59,7 +59,8 @@ def matmul_peak(n: int = 1024) -> float:
 def main() -> None:
     torch.set_num_threads(THREADS)
     configs = {
-        "default (64 px, width 32)": NetworkConfig(),
+        "default (64 px, width 16)": NetworkConfig(width=16),
+        "64 px, width 32": NetworkConfig(width=32),
         "256 px, width 64": NetworkConfig(input_size=256, width=64),
     }
     runners = {}
