@@ -14,6 +14,7 @@ import torch
 
 from taskonomy_db.models.export import export_encoder
 from taskonomy_db.models.networks import NetworkConfig, build_encoder
+from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS, network_config
 
 THREADS = min(2, os.cpu_count() or 1)
 BATCH = 64
@@ -58,8 +59,9 @@ def matmul_peak(n: int = 1024) -> float:
 
 def main() -> None:
     torch.set_num_threads(THREADS)
+    default = network_config(DEFAULT_TRAIN_SETTINGS)  # what `tdb train` builds without settings
     configs = {
-        "default (64 px, width 16)": NetworkConfig(width=16),
+        f"default ({default.input_size} px, width {default.width})": default,
         "64 px, width 32": NetworkConfig(width=32),
         "256 px, width 64": NetworkConfig(input_size=256, width=64),
     }

@@ -8,22 +8,38 @@ from pathlib import Path
 import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option
-from taskonomy_db.generate import MAX_SIZE, MIN_SIZE, generate
+from taskonomy_db.generate import MAX_SIZE, MIN_SIZE, GenerateSettings, generate
 from taskonomy_db.layout import LAYOUTS
+
+DEFAULTS = GenerateSettings()  # the embedded default dataset: one definition, in the library
 
 
 @cli.command("generate")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--buildings", default=16, show_default=True, type=int, help="Number of buildings (styles).")
-@click.option("--rooms", default=3, show_default=True, type=int, help="Rooms per building.")
-@click.option("--points-per-room", default=4, show_default=True, type=int, help="Fixation points per room.")
-@click.option("--views-per-point", default=2, show_default=True, type=int, help="Camera views of each point.")
-@click.option("--size", default=64, show_default=True, type=int, help=f"Image size in pixels ({MIN_SIZE}-{MAX_SIZE}).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed and settings give identical bytes.")
+@click.option(
+    "--buildings", default=DEFAULTS.n_buildings, show_default=True, type=int, help="Number of buildings (styles)."
+)
+@click.option("--rooms", default=DEFAULTS.rooms_per_building, show_default=True, type=int, help="Rooms per building.")
+@click.option(
+    "--points-per-room", default=DEFAULTS.points_per_room, show_default=True, type=int, help="Fixation points per room."
+)
+@click.option(
+    "--views-per-point",
+    default=DEFAULTS.views_per_point,
+    show_default=True,
+    type=int,
+    help="Camera views of each point.",
+)
+@click.option(
+    "--size", default=DEFAULTS.size, show_default=True, type=int, help=f"Image size in pixels ({MIN_SIZE}-{MAX_SIZE})."
+)
+@click.option(
+    "--seed", default=DEFAULTS.seed, show_default=True, type=int, help="Same seed and settings give identical bytes."
+)
 @click.option(
     "--layout",
     type=click.Choice(LAYOUTS),
-    default="taskonomy",
+    default=DEFAULTS.layout,
     show_default=True,
     help="taskonomy: OUT/building/domain/...; omnidata: OUT/domain/taskonomy/building/...",
 )

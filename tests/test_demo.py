@@ -106,3 +106,17 @@ def test_demo_refuses_a_workspace_made_otherwise(tmp_path):
     done = subprocess.run([*TDB, "demo", str(tmp_path / "ws"), "--tiny"], capture_output=True, text=True)
     assert done.returncode == 1
     assert "was made by something other than `tdb demo`" in done.stderr
+
+
+def test_default_profile_is_what_generate_and_train_do_by_default():
+    # The README promises that `tdb generate` + `tdb train` without options reproduce the demo's default data
+    # and networks; the profile spells its settings out (it is written into tdb.toml), so they must agree.
+    from dataclasses import asdict
+
+    from taskonomy_db.generate import GenerateSettings
+    from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS
+
+    profile = PROFILES["default"]
+    generated = asdict(GenerateSettings())
+    assert profile.dataset == {key: generated[key] for key in profile.dataset}
+    assert profile.train == {key: DEFAULT_TRAIN_SETTINGS[key] for key in profile.train}
