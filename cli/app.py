@@ -84,9 +84,10 @@ def render_rows(rows: list[dict[str, Any]], columns: Sequence[str], output_forma
         return json.dumps(rows, indent=2, default=str)
     if output_format == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+        # Rows may carry more keys than the columns chosen for display (e.g. a dataclass's every field).
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) if isinstance(v, list | tuple) else v for k, v in row.items()} for row in rows)
         return buffer.getvalue().rstrip("\n")
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]

@@ -160,6 +160,25 @@ def test_train_skips_done_tasks(workspace: Workspace):
     assert result.skipped
 
 
+@pytest.mark.parametrize("command", ["train", "export", "extract"])
+def test_model_commands_print_every_format(command: str, workspace: Workspace):
+    """On finished work (so each command only reports): CSV and JSON parse, one row per task, the same tasks."""
+    import csv
+    import io
+
+    args = [command, "normal", "depth_zbuffer", "-w", str(workspace.root), "--format"]
+    as_csv = CliRunner().invoke(cli, [*args, "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    as_json = CliRunner().invoke(cli, [*args, "json"])
+    assert as_json.exit_code == 0, as_json.output
+    key = "task" if command == "train" else "encoder"
+    csv_rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert sorted(r[key] for r in csv_rows) == sorted(r[key] for r in json.loads(as_json.output))
+    assert sorted(r[key] for r in csv_rows) == ["depth_zbuffer", "normal"]
+    if command == "export":  # a list cell is one CSV field
+        assert {r["representation_shape"] for r in csv_rows} == {"8,4,4"}
+
+
 def test_train_cli_rejects_unknown_task(workspace: Workspace):
     result = CliRunner().invoke(cli, ["train", "nope", "-w", str(workspace.root)])
     assert result.exit_code == 1
