@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,7 @@ def format_option(choices: Sequence[str] = ("table", "csv", "json"), default: st
 def render_rows(rows: list[dict[str, Any]], columns: Sequence[str], output_format: str) -> str:
     """Rows as an aligned text table, CSV or JSON (a list of objects)."""
     if output_format == "json":
-        return json.dumps(rows, indent=2, default=str)
+        return to_json(rows)
     if output_format == "csv":
         buffer = io.StringIO()
         # Rows may carry more keys than the columns chosen for display (e.g. a dataclass's every field).
@@ -107,8 +109,28 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _json_safe(value: Any) -> Any:
+    # Strict JSON has no NaN or Infinity (jq and browsers reject Python's bare NaN): they become null.
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):  # SQL literals such as 1.5 are DECIMAL: a number in JSON, not a string
+        return _json_safe(float(value))
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return value
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON: non-finite floats as null, bytes as hex, anything else without a JSON type as its string."""
+    return json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
+
+
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(to_json(data))
 
 
 def warn(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -24,10 +25,10 @@ from taskonomy_db.workspace import Workspace
 
 
 @cli.command()
-@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(file_okay=False))  # a str: Path("") would silently become "."
 @click.option("--name", default=None, help="Study name (default: the directory's name).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for every random choice in the study.")
-def init(path: Path, name: str | None, seed: int) -> None:
+def init(path: str, name: str | None, seed: int) -> None:
     """Create a workspace: tdb.toml, the DuckDB store, and models/, representations/, reports/.
 
     Example:
@@ -119,26 +120,33 @@ def query(sql: str, output_format: str, out: Path | None, write: bool, workspace
 
         tdb query "select split, count(*) as n_images from images group by split" --format csv
     """
+    if not sql.strip():
+        raise click.UsageError("the SQL statement is empty")
     if output_format == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
     workspace = open_workspace(workspace_path)
     result = workspace.db.execute_user_sql(sql, write=write)
-    if output_format == "parquet":
-        tmp = out.with_name(out.name + ".tmp")
-        pq.write_table(result, tmp)
-        tmp.replace(out)
-        click.echo(f"wrote {result.num_rows} rows to {out}", err=True)
-        return
-    if result.num_columns == 0:
+    if result.num_columns == 0 and output_format != "parquet":
         if write:
             click.echo("ok", err=True)
         return
-    text = render_rows(result.to_pylist(), result.column_names, output_format)
-    if out is not None:
-        out.write_text(text + "\n")
-        click.echo(f"wrote {result.num_rows} rows to {out}", err=True)
-    else:
-        click.echo(text)
+    if out is None:
+        click.echo(render_rows(result.to_pylist(), result.column_names, output_format))
+        return
+    # Written beside the target and renamed: an error or a kill never leaves a half-written file at `out`.
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if output_format == "parquet":
+            pq.write_table(result, tmp)
+        else:
+            tmp.write_text(render_rows(result.to_pylist(), result.column_names, output_format) + "\n")
+        tmp.replace(out)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # under a file, even unlinking the temporary name fails
+            tmp.unlink()
+        raise QueryError(f"cannot write {out}: {error.strerror or error}") from error
+    click.echo(f"wrote {result.num_rows} rows to {out}", err=True)
 
 
 @cli.command()

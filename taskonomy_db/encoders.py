@@ -8,6 +8,7 @@ registered with `tdb add-encoder`, e.g. a pretrained backbone to compare against
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,8 @@ from taskonomy_db.training import checkpoint_path, load_gold_network, network_co
 from taskonomy_db.workspace import Workspace
 
 RANDOM = "random"
+# Kinds of the transfers table that are not encoders: an encoder with one of these names would pass for them.
+BASELINE_NAMES = ("gold", "scratch")
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,10 @@ def add_encoder(
         raise EncoderError(f"encoder name {name!r}: use letters, digits, '_' and '-'")
     if name in list_tasks() or name == RANDOM:
         raise EncoderError(f"{name!r} is the name of a task's encoder; choose another name")
+    if name in BASELINE_NAMES:
+        raise EncoderError(
+            f"{name!r} names a baseline in the transfer store (the Quality and Gain reference); choose another name"
+        )
     exists = workspace.db.query("select count(*) as n from encoders where encoder = ?", [name]).to_pylist()[0]["n"]
     if exists and not replace:
         raise EncoderError(f"encoder {name!r} is already registered; pass --replace to register the new file")
@@ -265,6 +272,18 @@ def add_encoder(
         preprocessing["mean"] = list(mean)
     if std is not None:
         preprocessing["std"] = list(std)
+    for key in ("mean", "std"):
+        values = preprocessing.get(key)
+        if values is None:
+            continue
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+            raise EncoderError(f"{source}: preprocessing {key} must be three finite numbers (R,G,B), got {values!r}")
+        if key == "std" and min(numbers) <= 0:
+            raise EncoderError(f"{source}: preprocessing std must be greater than 0 for every channel, got {values!r}")
 
     outputs = [o.name for o in model.graph.output]
     output = output_name or outputs[0]

@@ -84,14 +84,19 @@ class Workspace:
 
     @classmethod
     def init(cls, path: str | Path, name: str | None = None, seed: int = 0) -> Workspace:
+        if not str(path).strip():
+            raise WorkspaceError("the workspace path is empty")
         root = Path(path)
         if (root / SETTINGS_FILE).exists():
             raise WorkspaceError(f"{root} is already a workspace ({SETTINGS_FILE} exists)")
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root} exists and is not a directory")
-        root.mkdir(parents=True, exist_ok=True)
-        for sub in SUBDIRS:
-            (root / sub).mkdir(exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for sub in SUBDIRS:
+                (root / sub).mkdir(exist_ok=True)
+        except OSError as error:
+            raise WorkspaceError(f"cannot create the workspace at {root}: {error.strerror or error}") from error
         settings = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
         settings["study"]["name"] = name or root.resolve().name
         settings["study"]["seed"] = seed

@@ -366,6 +366,13 @@ def test_add_encoder_refuses_inputs_that_do_not_match_the_images(workspace: Work
         add_encoder(workspace, "dynamic", dynamic)
     with pytest.raises(EncoderError, match="name of a task"):
         add_encoder(workspace, "normal", dynamic, input_size=SIZE)
+    for baseline in ("gold", "scratch"):  # would pass for the Quality / Gain reference of every target
+        with pytest.raises(EncoderError, match="names a baseline"):
+            add_encoder(workspace, baseline, dynamic, input_size=SIZE)
+    for std in ((0.0, 1.0, 1.0), (-1.0, 1.0, 1.0), (float("nan"), 1.0, 1.0)):  # 0 made every value NaN
+        with pytest.raises(EncoderError, match="std must be"):
+            add_encoder(workspace, "scaled", dynamic, input_size=SIZE, std=std)
+    assert not list(workspace.path("models").glob("scaled*")) and not list(workspace.path("models").glob("gold*"))
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     result = CliRunner().invoke(cli, ["add-encoder", "junk", str(tmp_path / "junk.onnx"), "-w", str(workspace.root)])
     assert result.exit_code == 1 and "not a valid ONNX model" in result.output

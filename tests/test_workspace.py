@@ -146,6 +146,46 @@ def test_query_formats_and_output_file(tmp_path):
     assert bad.exit_code == 1 and "no_such_table" in bad.output and "Traceback" not in bad.output
 
 
+def test_query_output_is_strict_json_and_written_whole_or_not_at_all(tmp_path):
+    runner = CliRunner()
+    workspace = Workspace.init(tmp_path / "ws")
+    ws = ["-w", str(workspace.root)]
+    odd = runner.invoke(
+        cli, ["query", "select 'nan'::double as x, 'inf'::double as y, 1.5 as z", *ws, "--format", "json"]
+    )
+    assert json.loads(odd.output, parse_constant=lambda name: pytest.fail(f"bare {name}")) == [
+        {"x": None, "y": None, "z": 1.5}
+    ]
+    nested = tmp_path / "new" / "dir" / "n.csv"  # missing folders are made
+    assert runner.invoke(cli, ["query", "select 1 as n", *ws, "--format", "csv", "--out", str(nested)]).exit_code == 0
+    assert nested.read_text() == "n\n1\n"
+    (tmp_path / "plain").write_text("a file, not a folder")
+    for output_format in ("csv", "json", "parquet"):
+        under_file = tmp_path / "plain" / f"x.{output_format}"
+        result = runner.invoke(
+            cli, ["query", "select 1 as n", *ws, "--format", output_format, "--out", str(under_file)]
+        )
+        assert (
+            result.exit_code == 1
+            and result.output.startswith("Error: cannot write")
+            and "Traceback" not in result.output
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "plain", "ws"]
+    empty = runner.invoke(cli, ["query", "  ", *ws])
+    assert empty.exit_code == 2 and "empty" in empty.output
+
+
+def test_init_refuses_an_empty_path_and_a_path_under_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["init", ""])
+    assert empty.exit_code == 1 and "path is empty" in empty.output and not (tmp_path / "tdb.toml").exists()
+    (tmp_path / "plain").write_text("a file")
+    under_file = runner.invoke(cli, ["init", "plain/ws"])
+    assert under_file.exit_code == 1 and "cannot create the workspace" in under_file.output
+    assert "Traceback" not in under_file.output
+
+
 def test_tables_lists_every_relation_with_a_description(tmp_path):
     workspace = Workspace.init(tmp_path / "ws")
     result = CliRunner().invoke(cli, ["tables", "-w", str(workspace.root), "--format", "json"])
