@@ -36,6 +36,8 @@ def affinity(
 ) -> None:
     """Print AHP affinities with Quality (win rate vs gold) and Gain (win rate vs scratch) per transfer.
 
+    With --matrix, the first-order affinity matrix instead; its JSON is {source: {target: affinity}}.
+
     The numbers come from the SQL views affinity, quality, gain and first_order_affinity, which any DuckDB
     client opened on the workspace file can query too. Within a target rows are sorted by affinity.
 
@@ -43,6 +45,8 @@ def affinity(
 
         tdb affinity --target normal --order 1 --format csv
     """
+    if matrix and (target is not None or order is not None):
+        raise click.UsageError("--matrix is the whole first-order matrix; it does not combine with --target or --order")
     workspace = open_workspace(workspace_path)
     if matrix:
         table = first_order_matrix(workspace.db, origin)
@@ -56,7 +60,10 @@ def affinity(
         click.echo(render_rows(rows, columns, output_format))
         return
     rows = affinity_rows(workspace.db, target, order, origin)
-    if not rows:
+    if not rows and (target is not None or order is not None) and affinity_rows(workspace.db, None, None, origin):
+        asked = ", ".join(f for f in (target and f"target {target}", order and f"order {order}") if f)
+        warn(f"no affinities for {asked}; `tdb affinity` without filters lists what there is")
+    elif not rows:
         warn("no affinities yet: run transfers with gold and baselines, or `tdb import-published`")
     if output_format == "json":
         echo_json(rows)

@@ -26,7 +26,12 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--beam", type=int, default=None, help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1.")
 @click.option("--baselines", default=None, help=f"Comma-separated subset of {','.join(BASELINES)}; 'none' for none.")
 @click.option("--seed", type=int, default=None, help="Seed (default: the study seed).")
-@click.option("--workers", type=int, default=None, help="Worker processes (1 = in-process, torch uses every core).")
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=None,
+    help="Worker processes ([transfer] workers; 0 = one per core, 1 = in this process).",
+)
 @format_option()
 def transfer_command(
     workspace_path: Path | None,

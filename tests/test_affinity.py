@@ -184,6 +184,8 @@ def test_affinity_command_formats(measured):
     assert "normal" in result.output.splitlines()[0]
     result = runner.invoke(cli, ["affinity", "-w", str(workspace.root), "--target", "nonsense"])
     assert result.exit_code != 0 and "nonsense" in result.output
+    result = runner.invoke(cli, ["affinity", "-w", str(workspace.root), "--order", "9"])
+    assert result.exit_code == 0 and "no affinities for order 9" in result.output and "yet" not in result.output
 
 
 def test_candidates_tested_on_different_images_are_compared_on_the_common_ones(tmp_path):

@@ -53,3 +53,18 @@ def test_cli_never_imports_duckdb():
             else:
                 continue
             assert not any(name.split(".")[0] == "duckdb" for name in names), f"{path.name} imports duckdb"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--tiny", "--full"], "choose one"),  # click kept the last flag and ran the half-hour profile
+        (["affinity", "--matrix", "--target", "normal"], "does not combine"),  # the filter was silently ignored
+        (["affinity", "--matrix", "--order", "2"], "does not combine"),
+        (["transfer", "--workers", "-1"], "--workers"),
+    ],
+)
+def test_conflicting_or_out_of_range_options_are_usage_errors(tmp_path, args, message):
+    result = CliRunner().invoke(cli, [*args, "-w", str(tmp_path)] if args[0] != "demo" else [*args, str(tmp_path)])
+    assert result.exit_code == 2 and message in result.output
+    assert not any(tmp_path.iterdir())  # refused before anything was created
