@@ -44,9 +44,11 @@ from taskonomy_db.encoders import EncoderRecord, registered_encoders
 from taskonomy_db.errors import TdbError
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import read_representations, representation_dir
+from taskonomy_db.models.export import file_sha256
 from taskonomy_db.models.networks import PixelShuffle, create_task_network
 from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
 from taskonomy_db.training import (
+    checkpoint_path,
     load_gold_network,
     network_config,
     per_image_losses,
@@ -600,10 +602,8 @@ def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], r
             con.unregister("new_losses")
 
 
-def first_order_ranking(
-    workspace: Workspace, digest: str, n_train_images: int, targets: Sequence[str], sources: Sequence[str]
-) -> dict[str, list[str]]:
-    """Each target's sources, best first, by mean test loss of its done first-order transfers in the store
+def first_order_ranking(workspace: Workspace, keys: Sequence[str]) -> dict[str, list[str]]:
+    """Each target's sources, best first, by mean test loss of the done first-order transfers with these keys
     (the target's own encoder left out, as in the paper's rankings); ties broken by name."""
     table = workspace.db.query(
         """
@@ -611,13 +611,12 @@ def first_order_ranking(
         from transfers
         join losses on losses.transfer_id = transfers.transfer_id
         where transfers.kind = 'transfer' and transfers."order" = 1 and transfers.status = 'done'
-          and transfers.settings_hash = ? and transfers.n_train_images = ?
-          and transfers.target in (select unnest(?)) and transfers.sources[1] in (select unnest(?))
+          and transfers.transfer_key in (select unnest(?))
           and transfers.sources[1] <> transfers.target
         group by all
         order by transfers.target, mean_loss, source
         """,
-        [digest, n_train_images, list(targets), list(sources)],
+        [list(keys)],
     )
     ranking: dict[str, list[str]] = defaultdict(list)
     for row in table.to_pylist():
@@ -675,10 +674,17 @@ class TransferPlan:
     baselines: list[str]
     run_settings: dict[str, Any]  # provenance stored with every transfer and in `runs`
     context: TransferContext
+    # What each job reads that can change under the same name: an encoder's sha256 (re-exported after
+    # retraining), a gold checkpoint's ("gold:<target>"). Part of the key, so a transfer from a retrained
+    # encoder is run again rather than skipped as done.
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     def job(self, kind: str, target: str, sources: Sequence[str], order: int) -> TransferJob:
-        key = transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest)
-        return TransferJob(key, kind, target, tuple(sorted(sources)), order, derive_seed(self.settings["seed"], key))
+        base = transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest)
+        inputs = {"transfer": sorted(sources), "random": [RANDOM_ENCODER], "gold": [f"gold:{target}"]}.get(kind, [])
+        key = ":".join([base, *(self.fingerprints[name][:12] for name in inputs)])
+        # Seeded by the key without fingerprints: a retrained encoder gets a new readout, not new random draws.
+        return TransferJob(key, kind, target, tuple(sorted(sources)), order, derive_seed(self.settings["seed"], base))
 
 
 def prepare_transfers(
@@ -756,7 +762,10 @@ def prepare_transfers(
         if "gold" in baselines or "scratch" in baselines:
             pixels[target] = (train, test)
     context = TransferContext(settings, subset, test_ids, representations, arrays, pixels, str(workspace.root))
-    return TransferPlan(settings, digest, targets, sources, baselines, run_settings, context)
+    fingerprints = {name: encoders[name].sha256 for name in needed}
+    if "gold" in baselines:
+        fingerprints |= {f"gold:{t}": file_sha256(checkpoint_path(workspace, t)) for t in targets}
+    return TransferPlan(settings, digest, targets, sources, baselines, run_settings, context, fingerprints)
 
 
 def run_transfers(
@@ -784,8 +793,9 @@ def run_transfers(
         for kind in plan.baselines:
             jobs += [plan.job(kind, t, [kind], 1) for t in targets]
         _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
+        first_order_keys = [job.key for job in jobs if job.kind == "transfer"]
         for order in range(2, int(settings["max_order"]) + 1):
-            ranking = first_order_ranking(workspace, plan.digest, n_train, targets, sources)
+            ranking = first_order_ranking(workspace, first_order_keys)
             jobs = [
                 plan.job("transfer", t, chosen, order)
                 for t in targets

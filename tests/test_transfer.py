@@ -25,6 +25,7 @@ from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
+from taskonomy_db.models.export import file_sha256
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import train_tasks
 from taskonomy_db.transfer import (
@@ -143,7 +144,8 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
         assert all(t["sources"] == [kind] for t in first if t["kind"] == kind)
 
     # Order 2: all pairs of the top 3 of each target's ranking in the store, the target itself left out.
-    ranking = first_order_ranking(workspace, summary.settings_hash, 8, TARGETS, sources)
+    first_keys = [t["transfer_key"] for t in first if t["kind"] == "transfer"]
+    ranking = first_order_ranking(workspace, first_keys)
     for target in TARGETS:
         assert target not in ranking[target] and len(ranking[target]) == len(sources) - 1
         pairs = {tuple(t["sources"]) for t in transfers if t["order"] == 2 and t["target"] == target}
@@ -167,9 +169,11 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
     assert all(r["n_sets"] == 1 for r in image_sets)
 
     # Keys and provenance.
-    row = transfers[0]
+    row = transfers[0]  # a gold baseline: its key ends with its checkpoint's sha256
+    checkpoint = workspace.path("models", f"{row['target']}.pt")
     assert row["transfer_key"] == (
         f"{row['kind']}:{row['target']}:{'+'.join(row['sources'])}:8:{summary.settings_hash}"
+        f":{file_sha256(checkpoint)[:12]}"
     )
     assert row["settings_hash"] == summary.settings_hash and row["n_train_images"] == 8
     assert stored(workspace, "select status from runs where command = 'transfer'") == [{"status": "done"}]
@@ -190,6 +194,37 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
         names = sorted(candidates)
         _, expected = numpy_ahp(np.stack([candidates[name] for name in names]))
         np.testing.assert_allclose([affinity[(target, name)] for name in names], expected, rtol=0, atol=1e-9)
+
+
+def test_a_retrained_encoder_is_transferred_again_not_skipped(workspace):
+    # Before transfer keys carried the encoders' sha256, a rerun after retraining depth_zbuffer skipped its
+    # transfers as done, and the affinities kept serving the old encoder's losses.
+    settings = dict(FAST, max_order=1, baselines=["gold"])
+    sources = ["depth_zbuffer", "normal"]
+    run_transfers(workspace, settings, TARGETS, sources, progress=False)
+    old_sha = workspace.db.scalar("select sha256 from encoders where encoder = 'depth_zbuffer'")
+    train_tasks(workspace, ["depth_zbuffer"], overrides={"epochs": 2}, progress=False)
+    export_encoders(workspace, ["depth_zbuffer"])
+    extract(workspace, ["depth_zbuffer"], progress=False)
+    assert workspace.db.scalar("select sha256 from encoders where encoder = 'depth_zbuffer'") != old_sha
+
+    summary = run_transfers(workspace, settings, TARGETS, sources, progress=False)
+    counts = summary.counts[(1, "transfer")]
+    assert counts == {"done": len(TARGETS), "failed": 0, "skipped": len(TARGETS)}  # from depth_zbuffer: again
+    assert summary.counts[(1, "gold")] == {"done": 1, "failed": 0, "skipped": len(TARGETS) - 1}
+    unchanged = run_transfers(workspace, settings, TARGETS, sources, progress=False)
+    assert unchanged.counts[(1, "transfer")]["done"] == 0
+    # The views serve the new transfers: one candidate per source set, the latest.
+    served = stored(
+        workspace,
+        """select transfers.transfer_key from affinity_candidates join transfers using (transfer_id)
+           where transfers.sources = ['depth_zbuffer']""",
+    )
+    assert len(served) == len(TARGETS) and all(new_sha_prefix(workspace) in r["transfer_key"] for r in served)
+
+
+def new_sha_prefix(workspace: Workspace) -> str:
+    return workspace.db.scalar("select sha256 from encoders where encoder = 'depth_zbuffer'")[:12]
 
 
 def test_a_diverged_transfer_is_recorded_as_failed_without_losses(workspace):
