@@ -227,6 +227,8 @@ def taxonomy_command(
         top_order = SWEEP_MAX_ORDER if max_order is None else max_order
         if top_budget < 1 or top_order < 1:
             raise TaxonomyInputError("--sweep needs --budget >= 1 and --max-order >= 1")
+        if top_budget != int(top_budget):
+            raise TaxonomyInputError(f"--sweep runs budgets 1, 2, ... up to --budget: a whole number, got {top_budget}")
         cells = sweep(
             rows,
             measurements,

@@ -487,3 +487,9 @@ def test_cli_sweep_is_seeded(published_workspace):
     assert len(data["significance"]) == 4 and all(s["n_random"] >= 100 for s in data["significance"])
     text = tdb("taxonomy", "--sweep", "--budget", 2, "--max-order", 1, "--format", "md", "-w", published_workspace)
     assert "## Gain, max order 1" in text.output and "## Structure significance" in text.output
+
+
+def test_cli_sweep_refuses_a_fractional_top_budget(published_workspace):
+    # 2.5 silently became budgets 1..2
+    result = tdb("taxonomy", "--sweep", "--budget", 2.5, "--max-order", 1, "-w", published_workspace)
+    assert result.exit_code == 1 and "whole number" in result.output
