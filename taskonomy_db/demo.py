@@ -73,9 +73,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default",
-        dataset={"n_buildings": 16, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 2, "size": 64},
+        dataset={"n_buildings": 24, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 2, "size": 64},
         tasks=DEFAULT_TASKS,
-        train={"image_size": 64, "epochs": 16, "width": 16},
+        train={"image_size": 64, "epochs": 11, "width": 16},
         transfer={"transfer_images": 192, "epochs": 12, "max_order": 2, "beam": 5},
     ),
     "full": Profile(

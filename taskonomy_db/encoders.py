@@ -24,7 +24,7 @@ from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.models.export import PREPROCESSING, ExportedEncoder, export_encoder, file_sha256
 from taskonomy_db.models.networks import NetworkConfig, build_encoder
 from taskonomy_db.tasks import get_task, list_tasks, resolve_tasks, sync_tasks
-from taskonomy_db.training import checkpoint_path, load_gold_network, network_config, train_settings
+from taskonomy_db.training import checkpoint_path, load_gold_network, network_config, network_sha256, train_settings
 from taskonomy_db.workspace import Workspace
 
 RANDOM = "random"
@@ -129,9 +129,8 @@ def _up_to_date(workspace: Workspace, name: str, source_digest: str) -> EncoderR
 def export_task_encoder(workspace: Workspace, task: str, force: bool = False) -> EncoderRecord:
     """Export the trained encoder of `task` to models/<task>.onnx and register it (skipped when up to date)."""
     spec = get_task(task)
-    checkpoint = checkpoint_path(workspace, task)
     network, config = load_gold_network(workspace, task)  # raises a clear error when untrained
-    source = file_sha256(checkpoint)
+    source = network_sha256(network)
     if not force and (current := _up_to_date(workspace, task, source)) is not None:
         return current
     metadata = {

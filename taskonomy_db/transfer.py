@@ -44,13 +44,12 @@ from taskonomy_db.encoders import EncoderRecord, registered_encoders
 from taskonomy_db.errors import TdbError
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import read_representations, representation_dir
-from taskonomy_db.models.export import file_sha256
 from taskonomy_db.models.networks import PixelShuffle, create_task_network
 from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
 from taskonomy_db.training import (
-    checkpoint_path,
     load_gold_network,
     network_config,
+    network_sha256,
     per_image_losses,
     train_settings,
 )
@@ -711,9 +710,11 @@ def prepare_transfers(
             "the random baseline needs the random encoder's representations; run `tdb export random` and "
             "`tdb extract random`, or leave it out with --baselines"
         )
+    gold_fingerprints = {}
     if "gold" in baselines:
-        for target in targets:
-            load_gold_network(workspace, target)  # a missing or unloadable checkpoint fails here, not mid-run
+        for target in targets:  # a missing or unloadable checkpoint fails here, not mid-run
+            network, _ = load_gold_network(workspace, target)
+            gold_fingerprints[f"gold:{target}"] = network_sha256(network)
     max_order = int(settings["max_order"])
     for target in targets:
         candidates = [s for s in sources if s != target]
@@ -762,9 +763,7 @@ def prepare_transfers(
         if "gold" in baselines or "scratch" in baselines:
             pixels[target] = (train, test)
     context = TransferContext(settings, subset, test_ids, representations, arrays, pixels, str(workspace.root))
-    fingerprints = {name: encoders[name].sha256 for name in needed}
-    if "gold" in baselines:
-        fingerprints |= {f"gold:{t}": file_sha256(checkpoint_path(workspace, t)) for t in targets}
+    fingerprints = {name: encoders[name].sha256 for name in needed} | gold_fingerprints
     return TransferPlan(settings, digest, targets, sources, baselines, run_settings, context, fingerprints)
 
 

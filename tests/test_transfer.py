@@ -25,9 +25,8 @@ from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
-from taskonomy_db.models.export import file_sha256
 from taskonomy_db.tasks import get_task
-from taskonomy_db.training import train_tasks
+from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
 from taskonomy_db.transfer import (
     ReadoutBank,
     TransferError,
@@ -169,11 +168,11 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
     assert all(r["n_sets"] == 1 for r in image_sets)
 
     # Keys and provenance.
-    row = transfers[0]  # a gold baseline: its key ends with its checkpoint's sha256
-    checkpoint = workspace.path("models", f"{row['target']}.pt")
+    row = transfers[0]  # a gold baseline: its key ends with its network's weights' sha256
+    network, _ = load_gold_network(workspace, row["target"])
     assert row["transfer_key"] == (
         f"{row['kind']}:{row['target']}:{'+'.join(row['sources'])}:8:{summary.settings_hash}"
-        f":{file_sha256(checkpoint)[:12]}"
+        f":{network_sha256(network)[:12]}"
     )
     assert row["settings_hash"] == summary.settings_hash and row["n_train_images"] == 8
     assert stored(workspace, "select status from runs where command = 'transfer'") == [{"status": "done"}]
