@@ -121,6 +121,11 @@ def test_query_is_read_only_without_write(tmp_path):
     deleted = runner.invoke(cli, ["query", "delete from tasks", *ws, "--write"])
     assert deleted.exit_code == 0
     assert workspace.db.scalar("select count(*) from tasks") == 0
+    recorded = workspace.db.query("select settings, status from runs where command = 'query' order by run_id")
+    assert [(r["settings"], r["status"]) for r in recorded.to_pylist()][1:] == [
+        ('{"sql": "delete from tasks"}', "done")
+    ]
+    assert len(recorded) == 2  # the refused statements changed nothing and are not runs
 
 
 def test_query_formats_and_output_file(tmp_path):
