@@ -125,11 +125,9 @@ def query(sql: str, output_format: str, out: Path | None, write: bool, workspace
     if output_format == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
     workspace = open_workspace(workspace_path)
-    if write:  # a change to the workspace leaves its provenance in `runs`, like every other command's
-        with workspace.run("query", {"sql": sql}):
-            result = workspace.db.execute_user_sql(sql, write=True)
-    else:
-        result = workspace.db.execute_user_sql(sql, write=False)
+    # A change to the workspace leaves its provenance in `runs`, like every other command's.
+    with workspace.run("query", {"sql": sql}) if write else contextlib.nullcontext():
+        result = workspace.db.execute_user_sql(sql, write=write)
     if result.num_columns == 0 and output_format != "parquet":
         if write:
             click.echo("ok", err=True)

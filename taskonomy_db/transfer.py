@@ -674,9 +674,9 @@ class TransferPlan:
     run_settings: dict[str, Any]  # provenance stored with every transfer and in `runs`
     context: TransferContext
     # What each job reads that can change under the same name: an encoder's sha256 (re-exported after
-    # retraining), a gold checkpoint's ("gold:<target>"). Part of the key, so a transfer from a retrained
-    # encoder is run again rather than skipped as done.
-    fingerprints: dict[str, str] = field(default_factory=dict)
+    # retraining), a gold network's weights' ("gold:<target>"). Part of the key, so a transfer from a
+    # retrained encoder is run again rather than skipped as done.
+    fingerprints: dict[str, str]
 
     def job(self, kind: str, target: str, sources: Sequence[str], order: int) -> TransferJob:
         base = transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest)
