@@ -97,7 +97,7 @@ class Room:
 class Style:
     """What the rooms of one building share."""
 
-    wall: tuple[Material, ...]
+    wall: dict[str, Material] = field(hash=False)  # room type -> wall material
     floor: Material
     ceiling: Material
     objects: dict[str, tuple[Material, Material]] = field(hash=False)  # class -> (main, accent)
@@ -140,11 +140,16 @@ def _colour(rng: np.random.Generator, hue: float, saturation: tuple[float, float
 
 
 def random_material(
-    rng: np.random.Generator, hue: float, families: tuple[str, ...], period: tuple[float, float], dark: bool = False
+    rng: np.random.Generator,
+    hue: float,
+    families: tuple[str, ...],
+    period: tuple[float, float],
+    dark: bool = False,
+    saturation: tuple[float, float] = (0.15, 0.7),
 ) -> Material:
     family = families[int(rng.integers(len(families)))]
     value = (0.25, 0.55) if dark else (0.55, 0.95)
-    colour_a = _colour(rng, hue, (0.15, 0.7), value)
+    colour_a = _colour(rng, hue, saturation, value)
     # The second colour contrasts enough that the pattern survives Canny at 64 px.
     contrast = rng.uniform(0.45, 0.75)
     colour_b = tuple(round(float(c * contrast), 6) for c in colour_a)
@@ -178,7 +183,19 @@ def make_style(rng: np.random.Generator) -> Style:
             random_material(rng, (class_hue + 0.5) % 1.0, ("plain", "noise", "stripes"), (0.05, 0.2), dark=True),
         )
     return Style(
-        wall=tuple(random_material(rng, hue, wall_families, (0.3, 0.9)) for _ in range(3)),
+        # Each room type keeps its own wall hue band in every building (kitchens tiled white, bedrooms papered
+        # pastel, ... in the real world): with the building's hue on every wall, the room type showed only in
+        # which objects happen to be in view, and class_scene could not be learnt from a few dozen rooms.
+        wall={
+            room_type: random_material(
+                rng,
+                (index / len(SCENE_CLASSES) + rng.uniform(-0.03, 0.03)) % 1.0,
+                wall_families,
+                (0.3, 0.9),
+                saturation=(0.35, 0.75),
+            )
+            for index, room_type in enumerate(SCENE_CLASSES)
+        },
         floor=random_material(rng, (hue + 0.08) % 1.0, ("wood", "checks", "noise", "stripes"), (0.3, 0.8), dark=True),
         ceiling=random_material(rng, hue, ("plain", "noise"), (0.5, 1.0)),
         objects=objects,
@@ -199,7 +216,9 @@ def restyle(room: Room, rng: np.random.Generator) -> Room:
             cls = room.objects[primitive.object_index].class_name if primitive.object_index >= 0 else "box"
             materials[key] = style.objects[cls][len(materials) % 2]
         primitives.append(replace(primitive, material=materials[key]))
-    return replace(room, wall=style.wall[0], floor=style.floor, ceiling=style.ceiling, primitives=tuple(primitives))
+    return replace(
+        room, wall=style.wall[room.room_type], floor=style.floor, ceiling=style.ceiling, primitives=tuple(primitives)
+    )
 
 
 # ---------------------------------------------------------------- object builders (local frame: origin on the
@@ -482,7 +501,7 @@ def make_room(style: Style, rng: np.random.Generator, index: int) -> Room:
         index=index,
         room_type=room_type,
         size=size,
-        wall=style.wall[int(rng.integers(len(style.wall)))],
+        wall=style.wall[room_type],
         floor=style.floor,
         ceiling=style.ceiling,
         openings=tuple(openings),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import math
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from taskonomy_db.generate import GenerateSettings, build_room, generate, render
 from taskonomy_db.ingest import ingest
 from taskonomy_db.layout import DOMAINS, file_name
 from taskonomy_db.render import CompiledRoom, occlusion_strength, pixel_rays
-from taskonomy_db.scenes import building_names, restyle
+from taskonomy_db.scenes import building_names, make_building_rooms, restyle
 from taskonomy_db.workspace import Workspace
 
 SIZE = 48
@@ -226,6 +227,20 @@ def test_reshading_and_geometry_ignore_textures():
         assert np.array_equal(a.depth_zbuffer, b.depth_zbuffer) and np.array_equal(a.normal, b.normal)
         assert np.array_equal(occlusion_strength(a), occlusion_strength(b))
         assert not np.array_equal(enc.encode_rgb(a.rgb), enc.encode_rgb(b.rgb))
+
+
+def test_room_type_shows_in_the_wall_hue_in_every_building():
+    # class_scene is learnable only if the room type shows at 64 px in more than the objects that happen to be
+    # in view: each type has a wall hue band shared by every building.
+    hits = n_rooms = 0
+    for building in range(40):
+        for room in make_building_rooms(0, building, 3):
+            hue = colorsys.rgb_to_hsv(*room.wall.colour_a)[0]
+            centres = np.arange(len(enc.SCENE_CLASSES)) / len(enc.SCENE_CLASSES)
+            distance = np.abs((hue - centres + 0.5) % 1.0 - 0.5)
+            hits += enc.SCENE_CLASSES[int(np.argmin(distance))] == room.room_type
+            n_rooms += 1
+    assert hits / n_rooms >= 0.9
 
 
 def test_class_vectors_and_curvature(dataset: Path):
