@@ -3,20 +3,36 @@
 --        the gold, scratch and random baselines included where measured
 -- columns: target, source_index (1..n within the target, by sources), sources, "order", kind, transfer_id
 -- upstream: transfers
--- A source set measured more than once (other settings, a rerun) counts once: its latest done transfer.
+-- A target's candidates all come from its latest settings (the settings_hash of its most recently finished done
+-- transfer): AHP compares sources image by image, so a readout trained on more images or epochs must not compete
+-- with ones trained on fewer. A source set measured more than once under those settings (a rerun, a retrained
+-- encoder) counts once: its latest done transfer.
 create or replace view affinity_candidates as
 with
 
 done_transfers as (
-    select transfer_id, target, sources, "order", kind, finished_at
+    select transfer_id, target, sources, "order", kind, settings_hash, finished_at
     from transfers
     where status = 'done'
 ),
 
-latest as (
-    select transfer_id, target, sources, "order", kind
+current_settings as (
+    select target, arg_max(settings_hash, (finished_at, transfer_id)) as settings_hash
     from done_transfers
-    qualify row_number() over (partition by target, sources order by finished_at desc, transfer_id desc) = 1
+    group by target
+),
+
+latest as (
+    select done_transfers.transfer_id, done_transfers.target, done_transfers.sources, done_transfers."order",
+        done_transfers.kind
+    from done_transfers
+    semi join current_settings
+        on current_settings.target = done_transfers.target
+        and current_settings.settings_hash = done_transfers.settings_hash
+    qualify row_number() over (
+        partition by done_transfers.target, done_transfers.sources
+        order by done_transfers.finished_at desc, done_transfers.transfer_id desc
+    ) = 1
 ),
 
 final as (

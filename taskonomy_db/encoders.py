@@ -23,13 +23,10 @@ import torch
 from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.models.export import PREPROCESSING, ExportedEncoder, export_encoder, file_sha256
 from taskonomy_db.models.networks import NetworkConfig, build_encoder
+from taskonomy_db.names import NETWORK_BASELINES, RANDOM
 from taskonomy_db.tasks import get_task, list_tasks, resolve_tasks, sync_tasks
 from taskonomy_db.training import checkpoint_path, load_gold_network, network_config, network_sha256, train_settings
 from taskonomy_db.workspace import Workspace
-
-RANDOM = "random"
-# Kinds of the transfers table that are not encoders: an encoder with one of these names would pass for them.
-BASELINE_NAMES = ("gold", "scratch")
 
 
 @dataclass(frozen=True)
@@ -237,7 +234,7 @@ def add_encoder(
         raise EncoderError(f"encoder name {name!r}: use letters, digits, '_' and '-'")
     if name in list_tasks() or name == RANDOM:
         raise EncoderError(f"{name!r} is the name of a task's encoder; choose another name")
-    if name in BASELINE_NAMES:
+    if name in NETWORK_BASELINES:
         raise EncoderError(
             f"{name!r} names a baseline in the transfer store (the Quality and Gain reference); choose another name"
         )

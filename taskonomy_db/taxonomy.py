@@ -37,11 +37,7 @@ import numpy as np
 import pulp
 
 from taskonomy_db.errors import InfeasibleError, QueryError, TdbError, UnknownTaskError
-
-GOLD = "gold"
-SCRATCH = "scratch"
-RANDOM = "random"
-PSEUDO_SOURCES = (GOLD, SCRATCH)
+from taskonomy_db.names import GOLD, NETWORK_BASELINES
 
 ROLE_TARGET = "target"
 ROLE_SOURCE_ONLY = "source-only"
@@ -170,7 +166,7 @@ def default_roles(rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> dict[str
 
 def _roles_of(table: Mapping[tuple[str, tuple[str, ...]], float]) -> dict[str, str]:
     targets = {t for t, _ in table}
-    sources = {s for _, srcs in table for s in srcs} - set(PSEUDO_SOURCES)
+    sources = {s for _, srcs in table for s in srcs} - set(NETWORK_BASELINES)
     return {t: (ROLE_TARGET if t in targets else ROLE_SOURCE_ONLY) for t in sorted(targets | sources)}
 
 
@@ -202,7 +198,7 @@ def build_problem(
         names = list(names)
         unknown = sorted(set(names) - set(known))
         if unknown:
-            hint = " (gold and scratch are baselines, not tasks)" if set(unknown) & set(PSEUDO_SOURCES) else ""
+            hint = " (gold and scratch are baselines, not tasks)" if set(unknown) & set(NETWORK_BASELINES) else ""
             raise UnknownTaskError(f"unknown task(s) in {what}: {', '.join(unknown)}{hint}; known: {', '.join(known)}")
         return names
 
@@ -267,7 +263,7 @@ def build_problem(
     for (target, srcs), affinity in sorted(table.items()):
         if final_roles.get(target) not in TARGET_ROLES or len(srcs) > max_order or target in srcs:
             continue
-        if any(s in PSEUDO_SOURCES or final_roles[s] not in ROOT_ROLES for s in srcs):
+        if any(s in NETWORK_BASELINES or final_roles[s] not in ROOT_ROLES for s in srcs):
             continue
         edges.append(Transfer(target, srcs, affinity))
     gold_affinity = {t: a for (t, srcs), a in table.items() if srcs == (GOLD,)}

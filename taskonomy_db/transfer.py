@@ -45,6 +45,7 @@ from taskonomy_db.errors import TdbError
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import read_representations, representation_dir
 from taskonomy_db.models.networks import PixelShuffle, create_task_network
+from taskonomy_db.names import GOLD, NETWORK_BASELINES, RANDOM, SCRATCH
 from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
 from taskonomy_db.training import (
     load_gold_network,
@@ -55,9 +56,8 @@ from taskonomy_db.training import (
 )
 from taskonomy_db.workspace import Workspace
 
-KINDS = ("transfer", "gold", "scratch", "random")
-BASELINES = ("gold", "scratch", "random")
-RANDOM_ENCODER = "random"
+BASELINES = (GOLD, SCRATCH, RANDOM)
+KINDS = ("transfer", *BASELINES)
 
 # The [transfer] section of tdb.toml; CLI flags override single keys. Sized so that orders 1 and 2 for a dozen
 # targets fit in a few minutes on 2 cores at 64 px.
@@ -410,7 +410,7 @@ def run_network_job(context: TransferContext, item: NetworkJob) -> list[Transfer
     train, test = context.pixels[job.target]
     start = time.perf_counter()
     failure = None
-    if job.kind == "gold":
+    if job.kind == GOLD:
         network, _ = load_gold_network(Workspace(Path(context.workspace_root)), job.target)
         seconds_train = 0.0
     else:
@@ -680,7 +680,7 @@ class TransferPlan:
 
     def job(self, kind: str, target: str, sources: Sequence[str], order: int) -> TransferJob:
         base = transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest)
-        inputs = {"transfer": sorted(sources), "random": [RANDOM_ENCODER], "gold": [f"gold:{target}"]}.get(kind, [])
+        inputs = {"transfer": sorted(sources), RANDOM: [RANDOM], GOLD: [f"{GOLD}:{target}"]}.get(kind, [])
         key = ":".join([base, *(self.fingerprints[name][:12] for name in inputs)])
         # Seeded by the key without fingerprints: a retrained encoder gets a new readout, not new random draws.
         return TransferJob(key, kind, target, tuple(sorted(sources)), order, derive_seed(self.settings["seed"], base))
@@ -705,16 +705,16 @@ def prepare_transfers(
     targets = _resolve_targets(targets, extracted)
     sources = _resolve_sources(sources, encoders, extracted)
     baselines = list(dict.fromkeys(settings["baselines"]))
-    if RANDOM_ENCODER in baselines and RANDOM_ENCODER not in extracted:
+    if RANDOM in baselines and RANDOM not in extracted:
         raise TransferError(
             "the random baseline needs the random encoder's representations; run `tdb export random` and "
             "`tdb extract random`, or leave it out with --baselines"
         )
     gold_fingerprints = {}
-    if "gold" in baselines:
+    if GOLD in baselines:
         for target in targets:  # a missing or unloadable checkpoint fails here, not mid-run
             network, _ = load_gold_network(workspace, target)
-            gold_fingerprints[f"gold:{target}"] = network_sha256(network)
+            gold_fingerprints[f"{GOLD}:{target}"] = network_sha256(network)
     max_order = int(settings["max_order"])
     for target in targets:
         candidates = [s for s in sources if s != target]
@@ -742,11 +742,11 @@ def prepare_transfers(
         "settings_hash": digest,
         "data_digest": data_digest,
         "scratch_network": scratch_network,
-        "encoders": {name: encoders[name].sha256 for name in sorted(set(sources) | ({RANDOM_ENCODER} & extracted))},
+        "encoders": {name: encoders[name].sha256 for name in sorted(set(sources) | ({RANDOM} & extracted))},
     }
 
     # Read everything once: representations per encoder, labels per target (and pixels for the baselines).
-    needed = sorted(set(sources) | ({RANDOM_ENCODER} if RANDOM_ENCODER in baselines else set()))
+    needed = sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set()))
     representations = {}
     for name in tqdm(needed, desc="reading representations", unit="encoder", disable=None if progress else True):
         _, train_rep = read_representations(workspace, name, subset)
@@ -760,7 +760,7 @@ def prepare_transfers(
         test = load_task_data(workspace, target, ["test"], size=size, progress=False)
         test = test.subset(np.flatnonzero(np.isin(test.image_ids, test_ids)))
         arrays[target] = _target_arrays(spec, train, test, subset, test_ids)
-        if "gold" in baselines or "scratch" in baselines:
+        if GOLD in baselines or SCRATCH in baselines:
             pixels[target] = (train, test)
     context = TransferContext(settings, subset, test_ids, representations, arrays, pixels, str(workspace.root))
     fingerprints = {name: encoders[name].sha256 for name in needed} | gold_fingerprints
@@ -829,15 +829,15 @@ def _resolve_sources(sources: Sequence[str] | None, encoders: dict[str, EncoderR
     if sources:
         chosen = list(dict.fromkeys(sources))
         for name in chosen:
-            if name == RANDOM_ENCODER:
+            if name == RANDOM:
                 raise TransferError("random is a baseline, not a source; it runs with --baselines random")
             if name not in encoders:
-                known = ", ".join(e for e in encoders if e != RANDOM_ENCODER) or "none"
+                known = ", ".join(e for e in encoders if e != RANDOM) or "none"
                 raise TransferError(f"unknown source encoder {name!r}; registered: {known}")
             if name not in extracted:
                 raise TransferError(f"source {name} has no extracted representations; run `tdb extract {name}`")
         return sorted(chosen)
-    chosen = sorted(e for e in extracted if e != RANDOM_ENCODER)
+    chosen = sorted(e for e in extracted if e != RANDOM)
     if not chosen:
         raise TransferError("no encoder has extracted representations; run `tdb extract` first")
     return chosen
@@ -879,12 +879,12 @@ def group_jobs(jobs: Sequence[TransferJob], seed: int) -> list[ReadoutGroup | Ne
     groups: dict[tuple[str, ...], list[TransferJob]] = defaultdict(list)
     singles: list[NetworkJob] = []
     for job in jobs:
-        if job.kind in ("gold", "scratch"):
+        if job.kind in NETWORK_BASELINES:
             singles.append(NetworkJob(job))
         else:
-            inputs = (RANDOM_ENCODER,) if job.kind == "random" else job.sources
+            inputs = (RANDOM,) if job.kind == RANDOM else job.sources
             groups[inputs].append(job)
-    work: list[ReadoutGroup | NetworkJob] = sorted(singles, key=lambda n: (n.job.kind != "scratch", n.job.key))
+    work: list[ReadoutGroup | NetworkJob] = sorted(singles, key=lambda n: (n.job.kind != SCRATCH, n.job.key))
     for inputs in sorted(groups):
         members = tuple(sorted(groups[inputs], key=lambda j: j.key))
         work.append(ReadoutGroup(inputs, members, derive_seed(seed, "batches:" + "+".join(inputs))))

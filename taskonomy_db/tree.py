@@ -22,9 +22,7 @@ from scipy.stats import rankdata
 
 from taskonomy_db.affinity import AffinityError, first_order_matrix
 from taskonomy_db.db import Database
-
-# The baselines are not tasks: gold is the target's own fully supervised network, scratch a fresh one.
-NON_TASK_SOURCES = ("gold", "scratch")
+from taskonomy_db.names import NETWORK_BASELINES
 
 # The groups of the paper's task similarity tree (../shared/TASKONOMY.md); denoising stands apart.
 PAPER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -75,7 +73,7 @@ class TaskTree:
 def build_tree(db: Database, origin: str | None = None) -> TaskTree:
     """Cluster the active (or given) origin's first-order affinities into the task similarity tree."""
     matrix = first_order_matrix(db, origin)
-    tasks = [s for s in matrix.sources if s not in NON_TASK_SOURCES]
+    tasks = [s for s in matrix.sources if s not in NETWORK_BASELINES]
     if len(tasks) < 2 or not matrix.targets:
         raise AffinityError(
             f"the tree needs first-order affinities of at least two source tasks; {matrix.origin} has {len(tasks)}"

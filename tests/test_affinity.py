@@ -26,7 +26,9 @@ def numpy_ahp(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return win_rate, np.abs(principal) / np.abs(principal).sum()
 
 
-def insert_transfers(workspace: Workspace, target_losses: dict[str, dict[tuple[str, ...], np.ndarray]]) -> None:
+def insert_transfers(
+    workspace: Workspace, target_losses: dict[str, dict[tuple[str, ...], np.ndarray]], settings_hash: str = "h"
+) -> None:
     """Write done transfers and their per-image losses the way `tdb transfer` records them."""
     start = datetime(2026, 1, 1)
     with workspace.db.transaction() as con:
@@ -37,7 +39,7 @@ def insert_transfers(workspace: Workspace, target_losses: dict[str, dict[tuple[s
                 con.execute(
                     'insert into transfers (transfer_id, transfer_key, target, sources, "order", kind,'
                     " n_train_images, status, seed, settings_hash, settings, started_at, finished_at)"
-                    " values (?, ?, ?, ?, ?, ?, 100, 'done', 0, 'h', ?, ?, ?)",
+                    " values (?, ?, ?, ?, ?, ?, 100, 'done', 0, ?, ?, ?, ?)",
                     [
                         next_id,
                         f"{kind}:{target}:{'+'.join(sources)}:100:h{next_id}",
@@ -45,6 +47,7 @@ def insert_transfers(workspace: Workspace, target_losses: dict[str, dict[tuple[s
                         list(sources),
                         len(sources),
                         kind,
+                        settings_hash,
                         json.dumps({}),
                         start,
                         start + timedelta(seconds=next_id),
@@ -165,6 +168,23 @@ def test_repeated_transfer_counts_once_and_failed_ones_not_at_all(tmp_path):
     assert candidates.to_pylist() == [
         {"sources": ["gold"], "transfer_id": 4},
         {"sources": ["reshading"], "transfer_id": 3},
+    ]
+
+
+def test_candidates_of_a_target_come_from_its_latest_settings(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    rng = np.random.default_rng(4)
+    first = {("gold",): rng.random(20), ("reshading",): rng.random(20), ("depth_zbuffer",): rng.random(20)}
+    insert_transfers(workspace, {"normal": first, "reshading": {("normal",): rng.random(20)}}, settings_hash="a")
+    # normal measured again with other settings (say more transfer images), for two of its sources only
+    insert_transfers(workspace, {"normal": {("gold",): rng.random(20), ("reshading",): rng.random(20)}}, "b")
+    candidates = workspace.db.query(
+        "select target, sources, transfer_id from affinity_candidates order by target, sources"
+    ).to_pylist()
+    assert candidates == [
+        {"target": "normal", "sources": ["gold"], "transfer_id": 5},
+        {"target": "normal", "sources": ["reshading"], "transfer_id": 6},
+        {"target": "reshading", "sources": ["normal"], "transfer_id": 4},
     ]
 
 
