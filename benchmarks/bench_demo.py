@@ -2,7 +2,9 @@
 
 Goal: at most 10 minutes on 2 CPU cores; the tree puts 3D tasks apart from 2D tasks (adjusted Rand index
 >= 0.5), the taxonomy's Quality beats >= 95% of random policies at budgets 2 and 3, and every target's own
-encoder is among its 3 best sources.
+encoder is among its 3 best sources. Also the transfer issue's checks on the default dataset, read from the
+finished workspace: each target's own encoder among its 3 best first-order sources by mean test loss for at least
+80% of targets, and depth_zbuffer and depth_euclidean each other's best source other than themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,41 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import duckdb
+
+# Mean test loss of every current first-order candidate that is an encoder (the baselines gold and scratch are
+# networks, not sources), best first per target.
+RANKING_SQL = """
+select target, list(sources[1] order by mean_loss, sources[1]) as ranking
+from (
+    select candidates.target, candidates.sources, avg(losses.loss) as mean_loss
+    from affinity_candidates as candidates
+    inner join losses using (transfer_id)
+    where candidates."order" = 1 and candidates.kind in ('transfer', 'random')
+    group by all
+)
+group by target
+"""
+
+
+def loss_checks(database: Path) -> list[tuple[str, str, bool]]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        ranking = dict(con.execute(RANKING_SQL).fetchall())
+    own = [t for t, sources in ranking.items() if t in sources and sources.index(t) < 3]
+    targets = [t for t, sources in ranking.items() if t in sources]
+    best_other = {t: next(s for s in ranking[t] if s != t) for t in ("depth_zbuffer", "depth_euclidean")}
+    return [
+        (
+            "own encoder among its 3 best first-order sources by mean test loss, >= 80% of targets",
+            f"{len(own)}/{len(targets)}",
+            len(own) >= 0.8 * len(targets),
+        ),
+        *(
+            (f"{target}'s best source other than itself is {other}", best_other[target], best_other[target] == other)
+            for target, other in (("depth_zbuffer", "depth_euclidean"), ("depth_euclidean", "depth_zbuffer"))
+        ),
+    ]
 
 
 def main() -> None:
@@ -37,6 +74,7 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(done.stderr[-3000:])
         facts = json.loads(done.stdout)
+        by_loss = loss_checks(workspace / "taskonomy.duckdb")
         steps = [line for line in done.stderr.splitlines() if line.startswith("  ") and " s  " in line]
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     top3 = facts["own_encoder_in_top3"]
@@ -58,6 +96,7 @@ def main() -> None:
             if cell.split(",")[0] in ("budget 2", "budget 3")
         ),
         ("own encoder among its 3 best sources, every target", f"{top3['n']}/{top3['of']}", top3["n"] == top3["of"]),
+        *by_loss,
     ]
     print("## `tdb demo`, default profile, from nothing\n")
     print(f"Wall time {seconds:.0f} s, peak memory (largest process) {peak_mib:.0f} MiB.\n")
