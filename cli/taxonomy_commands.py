@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, workspace_option
+from taskonomy_db.report import REPORT_CLUSTERS, REPORT_SWEEP_BUDGET
 from taskonomy_db.taxonomy import (
     DEFAULT_BUDGET,
     DEFAULT_MAX_ORDER,
@@ -21,12 +22,14 @@ from taskonomy_db.taxonomy import (
     plain_number,
     solve,
     sweep,
+    sweep_budget_limit,
     sweep_tables,
     taxonomy_json,
 )
 
 SWEEP_MAX_BUDGET = 10
 SWEEP_MAX_ORDER = 4  # the paper's tables stop at order 4
+MAX_RANDOM_POLICIES = 100_000  # past this the percentile no longer moves, and the draw takes minutes per cell
 
 
 def _names(values: tuple[str, ...]) -> list[str]:
@@ -171,7 +174,7 @@ def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
 @click.option("--sweep", "do_sweep", is_flag=True, help="Budgets 1..B x max orders 1..K: Gain/Quality tables.")
 @click.option(
     "--random-policies",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_RANDOM_POLICIES),
     default=100,
     show_default=True,
     help="Random feasible policies per sweep cell for structure significance.",
@@ -223,12 +226,13 @@ def taxonomy_command(
     }
     markdown = output_format == "md"
     if do_sweep:
-        top_budget = SWEEP_MAX_BUDGET if budget is None else budget
         top_order = SWEEP_MAX_ORDER if max_order is None else max_order
-        if top_budget < 1 or top_order < 1:
+        if top_order < 1 or (budget is not None and budget < 1):
             raise TaxonomyInputError("--sweep needs --budget >= 1 and --max-order >= 1")
-        if top_budget != int(top_budget):
-            raise TaxonomyInputError(f"--sweep runs budgets 1, 2, ... up to --budget: a whole number, got {top_budget}")
+        if budget is not None and budget != int(budget):
+            raise TaxonomyInputError(f"--sweep runs budgets 1, 2, ... up to --budget: a whole number, got {budget}")
+        limit = sweep_budget_limit(rows, top_order, **settings)
+        top_budget = min(SWEEP_MAX_BUDGET, limit) if budget is None else _checked_sweep_budget(budget, limit)
         cells = sweep(
             rows,
             measurements,
@@ -264,22 +268,30 @@ def taxonomy_command(
 )
 @click.option("--max-order", type=click.IntRange(min=1), default=4, show_default=True, help="Largest transfer order.")
 @click.option(
-    "--sweep-budget", type=click.IntRange(min=1), default=10, show_default=True, help="Tables cover budgets 1..N."
+    "--sweep-budget",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Tables cover budgets 1..N (default {REPORT_SWEEP_BUDGET}, or what supervising every task costs if less).",
 )
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="sqrt", show_default=True)
-@click.option("--random-policies", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--random-policies", type=click.IntRange(1, MAX_RANDOM_POLICIES), default=100, show_default=True)
 @click.option("--seed", type=int, default=None, help="Seed of the random policies (default: the study's seed).")
-@click.option("--clusters", type=click.IntRange(min=1), default=4, show_default=True, help="Groups in the tree.")
+@click.option(
+    "--clusters",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Groups in the tree (default {REPORT_CLUSTERS}, or the number of tasks if less).",
+)
 @workspace_option
 def report_command(
     out: Path | None,
     budgets: str,
     max_order: int,
-    sweep_budget: int,
+    sweep_budget: int | None,
     objective: str,
     random_policies: int,
     seed: int | None,
-    clusters: int,
+    clusters: int | None,
     workspace_path: Path | None,
 ) -> None:
     """Write the study's report: one self-contained HTML file, viewable offline.
@@ -309,6 +321,15 @@ def report_command(
         clusters=clusters,
     )
     click.echo(f"wrote {path}")
+
+
+def _checked_sweep_budget(budget: float, limit: int) -> int:
+    if budget > limit:
+        raise TaxonomyInputError(
+            f"a sweep up to budget {plain_number(budget)} goes past {limit}, what supervising every task costs:"
+            f" every larger budget gives the same taxonomy; sweep up to {limit} at most"
+        )
+    return int(budget)
 
 
 def _pairs_free_numbers(text: str, what: str) -> list[float]:

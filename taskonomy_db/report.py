@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from taskonomy_db import __version__
-from taskonomy_db.affinity import active_origin, first_order_matrix
+from taskonomy_db.affinity import AffinityError, active_origin, first_order_matrix
 from taskonomy_db.errors import InfeasibleError, TdbError
 from taskonomy_db.taxonomy import (
     Measurements,
     Taxonomy,
+    TaxonomyInputError,
     build_problem,
     load_affinity_rows,
     load_measurements,
@@ -37,11 +38,14 @@ from taskonomy_db.taxonomy import (
     plain_number,
     solve,
     sweep,
+    sweep_budget_limit,
     sweep_tables,
 )
 from taskonomy_db.workspace import Workspace
 
 REPORT_FILE = "report.html"
+REPORT_SWEEP_BUDGET = 10
+REPORT_CLUSTERS = 4
 SECTIONS = (
     ("matrix", "First-order matrix before and after AHP"),
     ("tree", "Task similarity tree"),
@@ -204,13 +208,17 @@ def build_report(
     out: Path | None = None,
     budgets: Sequence[float] = (2, 4, 8),
     max_order: int = 4,
-    sweep_budget: int = 10,
+    sweep_budget: int | None = None,
     objective: str = "sqrt",
     n_random: int = 100,
     seed: int | None = None,
-    clusters: int = 4,
+    clusters: int | None = None,
 ) -> Path:
-    """Write the report (default: reports/report.html in the workspace) and return its path."""
+    """Write the report (default: reports/report.html in the workspace) and return its path.
+
+    sweep_budget and clusters default to REPORT_SWEEP_BUDGET and REPORT_CLUSTERS, or less where the study is
+    smaller; a value given beyond what the study allows (a budget above what supervising every task costs, more
+    clusters than tasks) raises before anything is written."""
     from taskonomy_db.tree import build_tree, draw_dendrogram
 
     db = workspace.db
@@ -234,9 +242,22 @@ def build_report(
         )
     )
 
+    limit = sweep_budget_limit(rows, max_order, objective=objective)
+    if sweep_budget is not None and sweep_budget > limit:
+        raise TaxonomyInputError(
+            f"--sweep-budget {sweep_budget} goes past {limit}, what supervising every task costs: every larger"
+            f" budget gives the same taxonomy"
+        )
+    sweep_budget = min(REPORT_SWEEP_BUDGET, limit) if sweep_budget is None else sweep_budget
     try:
         tree = build_tree(db)
-        assignment = tree.clusters(min(clusters, len(tree.tasks)))
+    except TdbError as error:
+        tree = None
+        tree_body = f'<p class="note">The task tree is not available: {html.escape(str(error))}</p>'
+    if tree is not None and clusters is not None and clusters > len(tree.tasks):
+        raise AffinityError(f"--clusters must be between 1 and {len(tree.tasks)} (the number of tasks)")
+    if tree is not None:
+        assignment = tree.clusters(min(REPORT_CLUSTERS, len(tree.tasks)) if clusters is None else clusters)
         with tempfile.TemporaryDirectory() as tmp:
             png_path, _svg = draw_dendrogram(tree, assignment, Path(tmp))
             tree_png = base64.b64encode(png_path.read_bytes()).decode("ascii")
@@ -249,8 +270,6 @@ def build_report(
             + _img(tree_png, "task similarity tree")
             + _table(["cluster", "tasks"], groups)
         )
-    except TdbError as error:
-        tree_body = f'<p class="note">The task tree is not available: {html.escape(str(error))}</p>'
     parts.append(_section("tree", tree_body))
 
     sweep_budgets = [float(b) for b in range(1, sweep_budget + 1)]

@@ -97,6 +97,14 @@ class TaxonomyProblem:
     def target_tasks(self) -> list[str]:
         return sorted(t for t, r in self.roles.items() if r in TARGET_ROLES)
 
+    @property
+    def full_cost(self) -> float:
+        """What supervising every task that may be supervised and every transfer would cost: any larger budget
+        allows exactly the same policies."""
+        return sum(self.supervision_cost[t] for t in self.root_tasks) + sum(
+            self.transfer_cost[t] for t in self.target_tasks
+        )
+
     def g(self, affinity: float) -> float:
         if self.objective == "affinity":
             return affinity
@@ -545,6 +553,12 @@ class SweepCell:
     mean_quality: float | None
     random_mean_qualities: tuple[float, ...]
     percentile: float | None
+
+
+def sweep_budget_limit(rows: Iterable[Sequence[Any] | Mapping[str, Any]], max_order: int, **settings: Any) -> int:
+    """The largest budget worth sweeping: from what supervising every task costs on, every budget allows the same
+    policies, and each budget costs a solve and its random policies."""
+    return math.ceil(build_problem(list(rows), budget=1.0, max_order=max_order, **settings).full_cost)
 
 
 def sweep(

@@ -35,6 +35,7 @@ from taskonomy_db.taxonomy import (
     random_policies,
     solve,
     sweep,
+    sweep_budget_limit,
     sweep_tables,
 )
 
@@ -493,3 +494,25 @@ def test_cli_sweep_refuses_a_fractional_top_budget(published_workspace):
     # 2.5 silently became budgets 1..2
     result = tdb("taxonomy", "--sweep", "--budget", 2.5, "--max-order", 1, "-w", published_workspace)
     assert result.exit_code == 1 and "whole number" in result.output
+
+
+def test_sweep_stops_at_what_supervising_every_task_costs(published_workspace):
+    # A sweep to 1e6 ran a solve and 100 random policies per budget: days, silently.
+    rows = published_rows("1k")
+    limit = sweep_budget_limit(rows, 1)
+    # every task that appears as a source (gold and scratch are not tasks) at cost 1; transfers cost nothing
+    assert limit == len({s for row in rows for s in row["sources"]} - {"gold", "scratch"})
+    assert sweep_budget_limit(rows, 1, supervision_cost={"normal": 2.5}) == limit + 2
+    result = tdb("taxonomy", "--sweep", "--budget", 1e6, "--max-order", 1, "-w", published_workspace)
+    assert result.exit_code == 1 and f"sweep up to {limit} at most" in result.output
+    result = tdb("taxonomy", "--sweep", "--random-policies", 10**9, "-w", published_workspace)
+    assert result.exit_code == 2 and "--random-policies" in result.output
+
+
+def test_report_refuses_more_clusters_or_budgets_than_the_study_has(published_workspace, tmp_path):
+    out = tmp_path / "report.html"
+    refused = [(["--clusters", 50], "--clusters must be between 1 and"), (["--sweep-budget", 999], "goes past")]
+    for args, message in refused:
+        result = tdb("report", *args, "--out", out, "-w", published_workspace)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not out.exists()
