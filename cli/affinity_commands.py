@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from taskonomy_db.affinity import active_origin, affinity_rows, first_order_matrix
+from taskonomy_db.affinity import active_origin, affinity_rows, first_order_matrix, origins
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, warn, workspace_option
-from taskonomy_db.published import DATA_SIZES, import_published
+from taskonomy_db.published import DATA_SIZES, import_published, set_active
 from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
 
 origin_option = click.option(
@@ -151,3 +151,35 @@ def import_published_command(path: Path, data: str, output_format: str, workspac
         f" ({report.n_with_affinity} with an affinity, orders up to {report.max_order}) from {report.source_path}"
     )
     click.echo(f"the affinity, quality and gain views now serve published_{report.data}")
+
+
+@cli.command("origin")
+@click.argument("origin", required=False)
+@format_option(("text", "json"), default="text")
+@workspace_option
+def origin_command(origin: str | None, output_format: str, workspace_path: Path | None) -> None:
+    """Show which origin the affinity, quality and gain views serve (and so `tdb tree`, `tdb taxonomy` and
+    `tdb report`), or switch to ORIGIN.
+
+    The views serve one origin at a time, because each target's affinities sum to 1 over one set of candidates:
+    `measured` (this workspace's transfers) or an imported release (`published_1k`, `published_16k`,
+    `published_full`). `tdb import-published` switches to the release it loads; this switches back.
+
+    Example:
+
+        tdb origin measured
+    """
+    workspace = open_workspace(workspace_path)
+    if origin is not None:
+        data = origin.removeprefix("published_")
+        if origin != "measured" and not (origin.startswith("published_") and data in DATA_SIZES):
+            expected = ", ".join(["measured", *(f"published_{d}" for d in DATA_SIZES)])
+            raise click.BadParameter(f"unknown origin {origin!r}; expected one of {expected}", param_hint="ORIGIN")
+        with workspace.run("origin", {"origin": origin}):
+            set_active(workspace.db, None if origin == "measured" else data)
+    active, available = active_origin(workspace.db), origins(workspace.db)
+    if output_format == "json":
+        echo_json({"active": active, "available": available})
+        return
+    click.echo(f"active origin: {active}")
+    click.echo(f"origins with affinities: {', '.join(available) or 'none'}")

@@ -81,6 +81,23 @@ def test_switching_origins(published_workspace):
         set_active(published_workspace.db, "full")
 
 
+def test_origin_command_shows_and_switches(published_workspace):
+    root = str(published_workspace.root)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["origin", "measured", "--format", "json", "-w", root])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["active"] == "measured"
+    assert published_workspace.db.scalar("select count(*) from affinity") == 0
+    result = runner.invoke(cli, ["origin", "published_1k", "-w", root])
+    assert result.exit_code == 0 and "active origin: published_1k" in result.output
+    assert published_workspace.db.scalar("select origin from active_origin") == "published_1k"
+    result = runner.invoke(cli, ["origin", "published_full", "-w", root])
+    assert result.exit_code == 1 and "not imported" in result.output
+    result = runner.invoke(cli, ["origin", "published", "-w", root])
+    assert result.exit_code == 2 and "unknown origin" in result.output
+    assert published_workspace.db.scalar("select origin from active_origin") == "published_1k"
+
+
 class RunsACommand:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
