@@ -723,6 +723,12 @@ def prepare_transfers(
                 f"--max-order {max_order} is above the {len(candidates)} sources available to {target} "
                 "(its own encoder does not count for higher orders)"
             )
+        # Only a beam asked for: the default simply takes every source where there are fewer.
+        if max_order > 1 and (overrides or {}).get("beam") is not None and int(settings["beam"]) > len(candidates):
+            raise TransferError(
+                f"--beam {settings['beam']} is above the {len(candidates)} sources available to {target} "
+                "(its own encoder does not count for higher orders)"
+            )
 
     train_all = split_image_ids(workspace, "train")
     test_ids = split_image_ids(workspace, "test")
@@ -820,7 +826,8 @@ def _resolve_targets(targets: Sequence[str] | None, extracted: set[str]) -> list
     if missing:
         raise TransferError(
             f"target {missing[0]} has no extracted representations (needed for its own-encoder transfer); "
-            f"run `tdb extract {missing[0]}`"
+            f"run whichever of `tdb train {missing[0]}`, `tdb export {missing[0]}` and `tdb extract {missing[0]}` "
+            "has not run"
         )
     return chosen
 

@@ -273,6 +273,7 @@ def test_process_workers_give_the_serial_losses(workspace):
         (["--sources", "random"], "random is a baseline"),
         (["--transfer-images", "100000"], "larger than the train split"),
         (["--sources", "normal,depth_zbuffer", "--max-order", "3"], "--max-order 3 is above the"),
+        (["--max-order", "2", "--beam", "9"], "--beam 9 is above the"),
         (["--baselines", "gold,magic"], "unknown baseline 'magic'"),
     ],
 )
