@@ -105,13 +105,22 @@ def ingest_command(
         warn(f"skipped {path}: {problem}")
 
 
+QUERY_FORMATS = ("table", "csv", "json", "parquet")
+
+
 @cli.command()
 @click.argument("sql")
-@format_option(("table", "csv", "json", "parquet"))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(QUERY_FORMATS),
+    default=None,
+    help="Output format (default: from --out's extension, .csv, .json or .parquet; else table).",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file.")
 @click.option("--write", is_flag=True, help="Allow statements that modify the workspace (one transaction).")
 @workspace_option
-def query(sql: str, output_format: str, out: Path | None, write: bool, workspace_path: Path | None) -> None:
+def query(sql: str, output_format: str | None, out: Path | None, write: bool, workspace_path: Path | None) -> None:
     """Run SQL on the workspace's DuckDB store; read-only unless --write.
 
     Tables: tasks, images, encoders, transfers, losses, runs; see `tdb tables` for all tables and views.
@@ -119,9 +128,14 @@ def query(sql: str, output_format: str, out: Path | None, write: bool, workspace
     Example:
 
         tdb query "select split, count(*) as n_images from images group by split" --format csv
+
+        tdb query "select * from affinity" --out affinity.parquet
     """
     if not sql.strip():
         raise click.UsageError("the SQL statement is empty")
+    if output_format is None:
+        suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+        output_format = {"pq": "parquet"}.get(suffix, suffix) if suffix in (*QUERY_FORMATS, "pq") else "table"
     if output_format == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
     workspace = open_workspace(workspace_path)
@@ -148,7 +162,7 @@ def query(sql: str, output_format: str, out: Path | None, write: bool, workspace
         with contextlib.suppress(OSError):  # under a file, even unlinking the temporary name fails
             tmp.unlink()
         raise QueryError(f"cannot write {out}: {error.strerror or error}") from error
-    click.echo(f"wrote {result.num_rows} rows to {out}", err=True)
+    click.echo(f"wrote {result.num_rows} row{'' if result.num_rows == 1 else 's'} to {out}", err=True)
 
 
 @cli.command()

@@ -145,6 +145,15 @@ def test_query_formats_and_output_file(tmp_path):
     out = tmp_path / "result.parquet"
     assert runner.invoke(cli, ["query", sql, *ws, "--format", "parquet", "--out", str(out)]).exit_code == 0
     assert pq.read_table(out).num_rows == 2
+    # without --format, the file's extension decides (a .parquet file used to get the text table)
+    for name, check in [
+        ("by_ext.parquet", lambda p: pq.read_table(p).num_rows == 2),
+        ("by_ext.csv", lambda p: p.read_text() == "n,name\n1,a\n2,b\n"),
+        ("by_ext.json", lambda p: json.loads(p.read_text())[1] == {"n": 2, "name": "b"}),
+        ("by_ext.txt", lambda p: p.read_text().split()[:2] == ["n", "name"]),
+    ]:
+        result = runner.invoke(cli, ["query", sql, *ws, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0 and "wrote 2 rows" in result.output and check(tmp_path / name), name
     missing_out = runner.invoke(cli, ["query", sql, *ws, "--format", "parquet"])
     assert missing_out.exit_code == 2 and "--out" in missing_out.output
     bad = runner.invoke(cli, ["query", "select * from no_such_table", *ws])
