@@ -24,6 +24,7 @@ from taskonomy_db.errors import QueryError, WorkspaceError
 LOCK_WAIT_SECONDS = 60.0
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _VIEW_NAME = re.compile(r"^\d{2}_[a-z0-9]+_[a-z0-9_]+\.sql$")
+_CREATED_VIEW = re.compile(r"^create or replace view (\w+)", re.IGNORECASE | re.MULTILINE)
 
 
 def _sql_files() -> tuple[list[tuple[int, str, str]], list[tuple[str, str]]]:
@@ -138,9 +139,18 @@ class Database:
             if not applied:
                 return True
             digest = con.execute("select value from schema_meta where key = 'views_digest'").fetchone()
+            existing = {
+                row[0]
+                for row in con.execute(
+                    "select view_name from duckdb_views() where not internal and schema_name = 'main'"
+                ).fetchall()
+            }
         available = {number for number, _, _ in migrations}
         self._check_not_newer(applied, available)
-        return bool(available - applied) or digest is None or digest[0] != _views_digest(views)
+        # A view dropped by hand (`tdb query --write "drop view ..."`) is made again, not left broken.
+        expected = {name for _, text in views for name in _CREATED_VIEW.findall(text)}
+        stale = digest is None or digest[0] != _views_digest(views) or not expected <= existing
+        return bool(available - applied) or stale
 
     def migrate(self) -> int:
         """Apply pending migrations and recreate the views, all in one transaction. Returns the schema version."""

@@ -78,6 +78,15 @@ def test_a_store_that_recorded_only_its_highest_version_opens(tmp_path):
     assert workspace.db.schema_version() == schema_version_available()
 
 
+def test_a_view_dropped_by_hand_is_made_again_on_open(tmp_path):
+    workspace = Workspace.init(tmp_path / "ws")
+    dropped = CliRunner().invoke(cli, ["query", "drop view affinity", "-w", str(workspace.root), "--write"])
+    assert dropped.exit_code == 0, dropped.output
+    assert workspace.db.scalar("select count(*) from duckdb_views() where view_name = 'affinity'") == 0
+    reopened = Workspace.open(workspace.root)
+    assert reopened.db.scalar("select count(*) from affinity") == 0  # the view answers again
+
+
 def test_settings_update_is_merged_and_malformed_file_is_reported(tmp_path):
     workspace = Workspace.init(tmp_path / "ws")
     workspace.update_settings("train", {"epochs": 3, "tasks": ["normal", "depth_zbuffer"]})
