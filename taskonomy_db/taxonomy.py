@@ -279,7 +279,7 @@ def build_problem(
     served = {e.target for e in edges}
     stranded = sorted(t for t, r in final_roles.items() if r == ROLE_TARGET_ONLY and t not in served)
     if stranded:
-        raise TaxonomyInputError(
+        raise InfeasibleError(
             f"target-only task(s) {', '.join(stranded)} cannot be supervised and have no viable transfer"
             f" (every measured transfer to them of order <= {max_order} uses an unused, target-only or gold source)"
         )

@@ -254,7 +254,7 @@ def test_objective_matches_exhaustive_search_on_reduced_instances(data):
                 continue
             try:
                 result = check_against(exhaustive_reference, rows, budget, order, objective, settings)
-            except TaxonomyInputError as error:  # a random target-only task left without any viable edge
+            except InfeasibleError as error:  # a random target-only task left without any viable edge
                 assert "no viable transfer" in str(error)
                 break
             n_checked += 1
@@ -375,7 +375,7 @@ def test_infeasible_says_why_and_exits_2(tmp_path):
         # a can only be served by transfers from b, c, d, s; with all of them unused it is stranded.
         (
             {"target_only": ["a"], "roles": {"b": "unused", "c": "unused", "d": "unused", "s": "unused"}},
-            TaxonomyInputError,
+            InfeasibleError,
             "target-only task.*a cannot be supervised and have no viable transfer",
         ),
     ],
@@ -468,6 +468,11 @@ def test_cli_text_md_and_errors(published_workspace):
     assert md.exit_code == 0 and "| target | served by |" in md.output
     infeasible = tdb("taxonomy", "--budget", 0, "--target-only", "normal", "-w", published_workspace)
     assert infeasible.exit_code == 2 and "infeasible" in infeasible.output and "target-only" in infeasible.output
+    # only vanishing_point may be a source, and it is target-only: nothing can serve the targets, whatever the budget
+    stranded = tdb(
+        "taxonomy", "--target-only", "vanishing_point", "--sources", "vanishing_point", "-w", published_workspace
+    )
+    assert stranded.exit_code == 2 and "no viable transfer" in stranded.output, stranded.output
     for args, message in [
         (["--cost", "foo=1"], "unknown task"),
         (["--cost", "normal=-1"], ">= 0"),
