@@ -25,6 +25,7 @@ from taskonomy_db.taxonomy import (
     sweep_budget_limit,
     sweep_tables,
     taxonomy_json,
+    top_sweep_budget,
 )
 
 SWEEP_MAX_BUDGET = 10
@@ -231,8 +232,7 @@ def taxonomy_command(
             raise TaxonomyInputError("--sweep needs --budget >= 1 and --max-order >= 1")
         if budget is not None and budget != int(budget):
             raise TaxonomyInputError(f"--sweep runs budgets 1, 2, ... up to --budget: a whole number, got {budget}")
-        limit = sweep_budget_limit(rows, top_order, **settings)
-        top_budget = min(SWEEP_MAX_BUDGET, limit) if budget is None else _checked_sweep_budget(budget, limit)
+        top_budget = top_sweep_budget(budget, SWEEP_MAX_BUDGET, sweep_budget_limit(rows, top_order, **settings))
         cells = sweep(
             rows,
             measurements,
@@ -321,15 +321,6 @@ def report_command(
         clusters=clusters,
     )
     click.echo(f"wrote {path}")
-
-
-def _checked_sweep_budget(budget: float, limit: int) -> int:
-    if budget > limit:
-        raise TaxonomyInputError(
-            f"a sweep up to budget {plain_number(budget)} goes past {limit}, what supervising every task costs:"
-            f" every larger budget gives the same taxonomy; sweep up to {limit} at most"
-        )
-    return int(budget)
 
 
 def _pairs_free_numbers(text: str, what: str) -> list[float]:

@@ -30,7 +30,6 @@ from taskonomy_db.errors import InfeasibleError, TdbError
 from taskonomy_db.taxonomy import (
     Measurements,
     Taxonomy,
-    TaxonomyInputError,
     build_problem,
     load_affinity_rows,
     load_measurements,
@@ -40,6 +39,7 @@ from taskonomy_db.taxonomy import (
     sweep,
     sweep_budget_limit,
     sweep_tables,
+    top_sweep_budget,
 )
 from taskonomy_db.workspace import Workspace
 
@@ -242,13 +242,9 @@ def build_report(
         )
     )
 
-    limit = sweep_budget_limit(rows, max_order, objective=objective)
-    if sweep_budget is not None and sweep_budget > limit:
-        raise TaxonomyInputError(
-            f"--sweep-budget {sweep_budget} goes past {limit}, what supervising every task costs: every larger"
-            f" budget gives the same taxonomy"
-        )
-    sweep_budget = min(REPORT_SWEEP_BUDGET, limit) if sweep_budget is None else sweep_budget
+    sweep_budget = top_sweep_budget(
+        sweep_budget, REPORT_SWEEP_BUDGET, sweep_budget_limit(rows, max_order, objective=objective)
+    )
     try:
         tree = build_tree(db)
     except TdbError as error:

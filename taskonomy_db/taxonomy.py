@@ -561,6 +561,19 @@ def sweep_budget_limit(rows: Iterable[Sequence[Any] | Mapping[str, Any]], max_or
     return math.ceil(build_problem(list(rows), budget=1.0, max_order=max_order, **settings).full_cost)
 
 
+def top_sweep_budget(requested: float | None, default: int, limit: int) -> int:
+    """The largest budget of a sweep: `default` capped at `limit` when none was asked for; an asked-for budget
+    above `limit` is refused (it would only repeat the same taxonomy, at a solve and its policies each)."""
+    if requested is None:
+        return min(default, limit)
+    if requested > limit:
+        raise TaxonomyInputError(
+            f"a sweep up to budget {plain_number(requested)} goes past {limit}, what supervising every task costs:"
+            f" every larger budget gives the same taxonomy; sweep up to {limit} at most"
+        )
+    return int(requested)
+
+
 def sweep(
     rows: Iterable[Sequence[Any] | Mapping[str, Any]],
     measurements: Measurements,
