@@ -3,6 +3,7 @@ GFLOP/s against the machine's measured fp32 matrix-multiply peak. Prints one Mar
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -61,7 +62,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     default = network_config(DEFAULT_TRAIN_SETTINGS)  # what `tdb train` builds without settings
     configs = {
-        f"default ({default.input_size} px, width {default.width})": default,
+        f"default ({default.input_size} px, width {default.width}, {default.norm} norm)": default,
+        "default with group norm": dataclasses.replace(default, norm="group"),
         "64 px, width 32": NetworkConfig(width=32),
         "256 px, width 64": NetworkConfig(input_size=256, width=64),
     }
@@ -118,8 +120,10 @@ def main() -> None:
         )
     print(
         "\nGoal: onnxruntime at least 2x eager and at least 60% of the measured peak. FLOPs count convolutions "
-        "only. The exported graph folds the input scaling into the stem convolution and writes group norm as "
-        "LayerNormalization per group (models/export.py inference_form); eager runs the encoder as trained. "
+        "only. The exported graph folds the input scaling into the stem convolution and batch norm (every row but "
+        "one) into the convolution before it, leaving convolutions, ReLUs and adds; the group-norm row (`[train] "
+        'norm = "group"`) writes group norm as LayerNormalization per group (models/export.py inference_form). '
+        "Eager runs the encoder as trained, in eval mode. "
         "Eager's own share of the peak bounds the speed-up: onnxruntime cannot exceed 100% of the peak, so "
         "where eager already reaches more than 50%, 2x is out of reach for any runtime."
     )

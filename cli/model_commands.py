@@ -36,6 +36,11 @@ def _floats3(value: str | None) -> tuple[float, float, float] | None:
 @click.option("--width", type=click.IntRange(1), default=None, help="Encoder width ([train] width).")
 @click.option("--depth", type=click.IntRange(0), default=None, help="Residual blocks per stage ([train] depth).")
 @click.option("--batch-size", type=click.IntRange(2), default=None, help="Batch size ([train] batch_size).")
+@click.option(
+    "--norm",
+    default=None,
+    help="Encoder normalisation, batch or group ([train] norm; batch folds into the convolutions at export).",
+)
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None, help="Peak learning rate.")
 @click.option("--threads", type=click.IntRange(0), default=None, help="Torch threads; 0 = torch's default.")
 @click.option("--force", is_flag=True, help="Retrain tasks that already have a result with these settings.")
@@ -48,6 +53,7 @@ def train(
     width: int | None,
     depth: int | None,
     batch_size: int | None,
+    norm: str | None,
     learning_rate: float | None,
     threads: int | None,
     force: bool,
@@ -77,6 +83,7 @@ def train(
         "width": width,
         "depth": depth,
         "batch_size": batch_size,
+        "norm": norm,
         "learning_rate": learning_rate,
         "threads": threads,
     }

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
-from taskonomy_db.models.networks import NetworkConfig, TaskNetwork, create_task_network
+from taskonomy_db.models.networks import NORMS, NetworkConfig, TaskNetwork, create_task_network
 from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
 from taskonomy_db.workspace import Workspace
 
@@ -40,6 +40,7 @@ DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
     "width": 16,
     "depth": 1,
     "representation_channels": 8,
+    "norm": "batch",  # the encoder's normalisation: batch (folded away at export) or group; models/networks.py
     "batch_size": 16,
     "learning_rate": 0.003,
     "weight_decay": 0.0001,
@@ -82,6 +83,8 @@ def train_settings(workspace: Workspace, overrides: dict[str, Any] | None = None
     unknown = set(settings) - set(DEFAULT_TRAIN_SETTINGS)
     if unknown:
         raise TrainingError(f"unknown [train] setting(s): {', '.join(sorted(unknown))}")
+    if settings["norm"] not in NORMS:
+        raise TrainingError(f"[train] norm must be one of {', '.join(NORMS)}, got {settings['norm']!r}")
     return settings
 
 
@@ -91,6 +94,7 @@ def network_config(settings: dict[str, Any]) -> NetworkConfig:
         width=int(settings["width"]),
         depth=int(settings["depth"]),
         representation_channels=int(settings["representation_channels"]),
+        norm=settings["norm"],
     )
 
 
@@ -320,6 +324,7 @@ def train_task(
             epoch_losses.append(loss.item())
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        _precise_batch_norm(average, train)
         val_loss = float(per_image_losses(average, val).mean())
         seconds += time.perf_counter() - started
         is_best = val_loss < best_val
@@ -391,11 +396,35 @@ def train_task(
 @torch.no_grad()
 def _update_average(average: TaskNetwork, network: TaskNetwork, step: int) -> None:
     """One step of the weight average; its decay ramps up over the first steps (as in TensorFlow's
-    ExponentialMovingAverage with num_updates) so the average is not dominated by the initial weights."""
+    ExponentialMovingAverage with num_updates) so the average is not dominated by the initial weights.
+    Batch norm statistics are copied here and recomputed for the averaged weights before each evaluation."""
     decay = min(EMA_DECAY, (1 + step) / (EMA_WARMUP_STEPS + step))
     torch._foreach_lerp_(list(average.parameters()), list(network.parameters()), 1 - decay)
     for kept, current in zip(average.buffers(), network.buffers(), strict=True):
         kept.copy_(current)
+
+
+@torch.no_grad()
+def _precise_batch_norm(network: TaskNetwork, train: TaskData) -> None:
+    """Set the encoder's batch norm statistics to those of the averaged weights over the whole training split
+    (precise BN, Wu and Johnson 2021). The running statistics were gathered from the raw weights of the last
+    hundred or so batches, which the weight average and the model selection never saw."""
+    norms = [m for m in network.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not norms:
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches below
+    network.encoder.train()
+    try:
+        for start in range(0, len(train), EVAL_BATCH):
+            rows = torch.arange(start, min(start + EVAL_BATCH, len(train)))
+            network.forward_features(train.batch(rows, train=False).inputs)
+    finally:
+        network.encoder.eval()
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
 
 
 def _load_resume(path: Path, digest: str) -> dict[str, Any] | None:

@@ -205,6 +205,49 @@ def test_export_parity_metadata_and_registration(encoder: str, workspace: Worksp
         "representation"
     ]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+    # Batch norm (the default) is folded into the convolutions: no normalisation runs at inference.
+    assert {node.op_type for node in model.graph.node} <= {"Conv", "Relu", "Add", "Identity"}
+
+
+def test_batch_norm_statistics_are_precise_and_group_norm_exports_with_parity(
+    workspace: Workspace, dataset: Path, tmp_path: Path
+):
+    """Batch norm (the default, the module's workspace): the checkpoint's statistics are those of its own averaged
+    weights over the training split. Group norm (`[train] norm = "group"`): trained and exported within the
+    parity bound, as LayerNormalization."""
+    from taskonomy_db.training import load_gold_network
+
+    network, config = load_gold_network(workspace, "normal")
+    assert config.norm == "batch"
+    train = load_task_data(workspace, "normal", "train", size=SIZE, progress=False)
+    assert len(train) <= 128  # one statistics batch, so the running mean is exactly the split's mean
+    stem_conv, stem_norm = network.encoder.trunk[0][0], network.encoder.trunk[0][1]
+    with torch.no_grad():
+        stem = stem_conv((train.batch(torch.arange(len(train))).inputs - 0.5) / 0.25)
+    torch.testing.assert_close(stem_norm.running_mean, stem.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
+
+    grouped = Workspace.init(tmp_path / "study")
+    grouped.update_settings("train", {**TRAIN, "norm": "group"})
+    ingest(grouped, dataset)
+    train_tasks(grouped, ["normal"], progress=False)
+    (record,) = export_encoders(grouped, ["normal"])
+    assert record.parity_max_abs_diff is not None and record.parity_max_abs_diff <= 1e-4
+    ops = {node.op_type for node in onnx.load(str(grouped.path(record.onnx_path))).graph.node}
+    assert "LayerNormalization" in ops and "GroupNormalization" not in ops
+
+
+def test_configs_stored_before_the_norm_setting_describe_group_norm():
+    stored = NetworkConfig(width=8).as_dict()
+    del stored["norm"]
+    assert NetworkConfig.from_dict(stored).norm == "group"
+    assert NetworkConfig.from_dict(NetworkConfig(width=8).as_dict()).norm == "batch"
+
+
+def test_train_refuses_an_unknown_norm(workspace: Workspace):
+    runs = workspace.db.scalar("select count(*) from runs")
+    result = CliRunner().invoke(cli, ["train", "normal", "--norm", "layer", "-w", str(workspace.root)])
+    assert result.exit_code == 1 and "norm must be one of batch, group, got 'layer'" in result.output
+    assert workspace.db.scalar("select count(*) from runs") == runs  # refused before any run was recorded
 
 
 # ---------------------------------------------------------------- extract
