@@ -41,7 +41,8 @@ aligned_targets as (
 ),
 
 aligned_lists as (
-    select candidate_lists.target_number, candidate_lists.source_index, candidate_lists.loss_list
+    select candidate_lists.target_number, candidate_lists.source_index, candidate_lists.loss_list,
+        candidate_lists.n_images
     from candidate_lists
     semi join aligned_targets on aligned_targets.target_number = candidate_lists.target_number
 ),
@@ -67,7 +68,8 @@ realigned_lists as (
     select
         unaligned_losses.target_number,
         unaligned_losses.source_index,
-        list(unaligned_losses.loss order by unaligned_losses.image_id) as loss_list
+        list(unaligned_losses.loss order by unaligned_losses.image_id) as loss_list,
+        count(*) as n_images
     from unaligned_losses
     semi join common_images
         on common_images.target_number = unaligned_losses.target_number
@@ -81,17 +83,17 @@ loss_lists as (
     select * from realigned_lists
 ),
 
--- Every unordered pair of a target's candidates, with both loss lists. Two branches, each a pipeline of its own:
--- a target's lists are too few rows for DuckDB to split one scan between threads, so with a single join the
--- costly part below (copying each pair's second list out of the hash table, unnesting 400M values, summing)
--- ran on one core. Splitting by target parity runs it on two (8.4 s -> 5.2 s for the whole affinity view on
--- the benchmark's 20.8M losses, 2 cores; four branches measured 5.6 s there). Not materialized: as a table it
--- would hold a copy of every pair's lists.
+-- Every unordered pair of a target's candidates with both loss lists, keyed by one BIGINT (target_number,
+-- source_index_i and source_index_j in bits 40 and up, 20-39 and 0-19): cheaper to group 400M rows by than three
+-- columns, and computed here, once per pair, rather than in the unnesting select, where it ran once per image.
+-- Two branches, each a pipeline of its own: a target's lists are too few rows for DuckDB to split one scan
+-- between threads, so with a single join the costly part below (copying each pair's second list out of the
+-- hash table, unnesting 400M values, summing) ran on one core. Splitting by target parity runs it on two
+-- (8.4 s -> 5.2 s for the whole affinity view on the benchmark's 20.8M losses, 2 cores; four branches measured
+-- 5.6 s there). Not materialized: as a table it would hold a copy of every pair's lists.
 upper_pairs as not materialized (
     select
-        lists_i.target_number,
-        lists_i.source_index as source_index_i,
-        lists_j.source_index as source_index_j,
+        (lists_i.target_number::bigint << 40) | (lists_i.source_index::bigint << 20) | lists_j.source_index as pair_key,
         lists_i.loss_list as losses_i,
         lists_j.loss_list as losses_j
     from loss_lists as lists_i
@@ -100,9 +102,7 @@ upper_pairs as not materialized (
     where lists_i.target_number % 2 = 0 and lists_j.target_number % 2 = 0
     union all
     select
-        lists_i.target_number,
-        lists_i.source_index as source_index_i,
-        lists_j.source_index as source_index_j,
+        (lists_i.target_number::bigint << 40) | (lists_i.source_index::bigint << 20) | lists_j.source_index as pair_key,
         lists_i.loss_list as losses_i,
         lists_j.loss_list as losses_j
     from loss_lists as lists_i
@@ -112,17 +112,12 @@ upper_pairs as not materialized (
 ),
 
 -- Two unnests in one select list walk the lists in step: one row per (pair, image). Unnesting aligned lists
--- is several times faster than joining the losses to themselves on image_id. The pair is one BIGINT key
--- (target_number, source_index_i, source_index_j in bits 40+, 20-39, 0-19), cheaper to group 400M rows by
--- than three columns. Measured alternatives to this step (DuckDB 2.0, 2 cores, before the two branches above):
--- lambdas over list_zip 17-21 s, unnesting list_zip 15 s, unnesting an index range with list_extract 20 s;
--- and in place of the whole view, per-image dense ranks packed 8 images to a UBIGINT and compared with SWAR
--- bit tricks 7.3 s (the rank window alone ~4 s).
+-- is several times faster than joining the losses to themselves on image_id. Measured alternatives to this step
+-- (DuckDB 2.0, 2 cores, before the two branches above): lambdas over list_zip 17-21 s, unnesting list_zip 15 s,
+-- unnesting an index range with list_extract 20 s; and in place of the whole view, per-image dense ranks packed
+-- 8 images to a UBIGINT and compared with SWAR bit tricks 7.3 s (the rank window alone ~4 s).
 image_comparisons as (
-    select
-        (target_number::bigint << 40) | (source_index_i::bigint << 20) | source_index_j::bigint as pair_key,
-        unnest(losses_i) as loss_i,
-        unnest(losses_j) as loss_j
+    select pair_key, unnest(losses_i) as loss_i, unnest(losses_j) as loss_j
     from upper_pairs
 ),
 
@@ -141,9 +136,10 @@ upper_net_wins as materialized (
     )
 ),
 
--- every candidate of a target has the same common images, so the count is per target
+-- every candidate of a target has the same common images, so the count is per target (read from n_images, not
+-- len(loss_list): a scan of the lists would copy them all again)
 target_images as (
-    select target_number, max(len(loss_list)) as n_images from loss_lists group by target_number
+    select target_number, max(n_images) as n_images from loss_lists group by target_number
 ),
 
 upper_counts as (
