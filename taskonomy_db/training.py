@@ -405,26 +405,42 @@ def _update_average(average: TaskNetwork, network: TaskNetwork, step: int) -> No
 
 
 @torch.no_grad()
-def _precise_batch_norm(network: TaskNetwork, train: TaskData) -> None:
+def _precise_batch_norm(network: TaskNetwork, train: TaskData, batch_size: int = EVAL_BATCH) -> None:
     """Set the encoder's batch norm statistics to those of the averaged weights over the whole training split
-    (precise BN, Wu and Johnson 2021). The running statistics were gathered from the raw weights of the last
-    hundred or so batches, which the weight average and the model selection never saw."""
+    (precise BN, Wu and Johnson 2021): the running statistics were gathered from the raw weights of the last
+    hundred or so batches, which the weight average and the model selection never saw.
+
+    Each norm's statistics are pooled over every pixel of the split (sums in float64), not averaged per batch as
+    torch's update_bn does: that weighs a short last batch like a full one and leaves out the variance between
+    batches. The split is visited in a fixed shuffled order, so that each batch, whose own statistics normalise
+    what the later layers see in this pass, mixes buildings as a random training batch does."""
     norms = [m for m in network.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if not norms:
         return
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over the batches below
+    sums = {norm: [0, 0.0, 0.0] for norm in norms}  # pixels, sum, sum of squares per channel
+
+    def accumulate(norm: torch.nn.BatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
+        x = inputs[0].double()
+        totals = sums[norm]
+        totals[0] += x.numel() // x.shape[1]
+        totals[1] = totals[1] + x.sum((0, 2, 3))
+        totals[2] = totals[2] + (x * x).sum((0, 2, 3))
+
+    hooks = [norm.register_forward_pre_hook(accumulate) for norm in norms]
     network.encoder.train()
     try:
-        for start in range(0, len(train), EVAL_BATCH):
-            rows = torch.arange(start, min(start + EVAL_BATCH, len(train)))
-            network.forward_features(train.batch(rows, train=False).inputs)
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+        for start in range(0, len(train), batch_size):
+            network.forward_features(train.batch(order[start : start + batch_size], train=False).inputs)
     finally:
         network.encoder.eval()
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
+        for hook in hooks:
+            hook.remove()
+    for norm, (count, total, squares) in sums.items():
+        mean = total / count
+        variance = (squares / count - mean * mean) * count / max(count - 1, 1)  # unbiased, as torch keeps it
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(variance.clamp_min(0))
 
 
 def _load_resume(path: Path, digest: str) -> dict[str, Any] | None:

@@ -213,18 +213,24 @@ def test_batch_norm_statistics_are_precise_and_group_norm_exports_with_parity(
     workspace: Workspace, dataset: Path, tmp_path: Path
 ):
     """Batch norm (the default, the module's workspace): the checkpoint's statistics are those of its own averaged
-    weights over the training split. Group norm (`[train] norm = "group"`): trained and exported within the
-    parity bound, as LayerNormalization."""
-    from taskonomy_db.training import load_gold_network
+    weights, pooled over every pixel of the training split, however the split falls into batches. Group norm
+    (`[train] norm = "group"`): trained and exported within the parity bound, as LayerNormalization."""
+    from taskonomy_db.training import _precise_batch_norm, load_gold_network
 
     network, config = load_gold_network(workspace, "normal")
     assert config.norm == "batch"
     train = load_task_data(workspace, "normal", "train", size=SIZE, progress=False)
-    assert len(train) <= 128  # one statistics batch, so the running mean is exactly the split's mean
     stem_conv, stem_norm = network.encoder.trunk[0][0], network.encoder.trunk[0][1]
-    with torch.no_grad():
-        stem = stem_conv((train.batch(torch.arange(len(train))).inputs - 0.5) / 0.25)
-    torch.testing.assert_close(stem_norm.running_mean, stem.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # the stem's input does not depend on any norm: its exact statistics over the split
+        stem = stem_conv((train.batch(torch.arange(len(train))).inputs - 0.5) / 0.25).double()
+    mean, variance = stem.mean((0, 2, 3)), stem.var((0, 2, 3))
+    torch.testing.assert_close(stem_norm.running_mean, mean.float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(stem_norm.running_var, variance.float(), atol=1e-5, rtol=1e-4)
+    stem_norm.reset_running_stats()
+    _precise_batch_norm(network, train, batch_size=5)  # uneven batches, the last one short
+    assert len(train) % 5
+    torch.testing.assert_close(stem_norm.running_mean, mean.float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(stem_norm.running_var, variance.float(), atol=1e-5, rtol=1e-4)
 
     grouped = Workspace.init(tmp_path / "study")
     grouped.update_settings("train", {**TRAIN, "norm": "group"})
