@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from taskonomy_db import __version__
-from taskonomy_db.affinity import AffinityError, active_origin, first_order_matrix
+from taskonomy_db.affinity import active_origin, first_order_matrix
 from taskonomy_db.errors import InfeasibleError, TdbError
 from taskonomy_db.taxonomy import (
     Measurements,
@@ -250,9 +250,8 @@ def build_report(
     except TdbError as error:
         tree = None
         tree_body = f'<p class="note">The task tree is not available: {html.escape(str(error))}</p>'
-    if tree is not None and clusters is not None and clusters > len(tree.tasks):
-        raise AffinityError(f"--clusters must be between 1 and {len(tree.tasks)} (the number of tasks)")
     if tree is not None:
+        # An asked-for count above the tasks raises here (TaskTree.clusters), before anything is written.
         assignment = tree.clusters(min(REPORT_CLUSTERS, len(tree.tasks)) if clusters is None else clusters)
         with tempfile.TemporaryDirectory() as tmp:
             png_path, _svg = draw_dendrogram(tree, assignment, Path(tmp))
