@@ -90,7 +90,9 @@ loss_lists as (
 -- between threads, so with a single join the costly part below (copying each pair's second list out of the
 -- hash table, unnesting 400M values, summing) ran on one core. Splitting by target parity runs it on two
 -- (8.4 s -> 5.2 s for the whole affinity view on the benchmark's 20.8M losses, 2 cores; four branches measured
--- 5.6 s there). Not materialized: as a table it would hold a copy of every pair's lists.
+-- 5.6 s there). The branch is written out twice on purpose: one shared CTE filtered by parity in each branch
+-- measured 8.2 s, as slow as the single join. Not materialized: as a table it would hold a copy of every
+-- pair's lists.
 upper_pairs as not materialized (
     select
         (lists_i.target_number::bigint << 40) | (lists_i.source_index::bigint << 20) | lists_j.source_index as pair_key,
