@@ -716,19 +716,19 @@ def prepare_transfers(
             network, _ = load_gold_network(workspace, target)
             gold_fingerprints[f"{GOLD}:{target}"] = network_sha256(network)
     max_order = int(settings["max_order"])
+    # Higher orders draw from the other sources; a beam is checked only where asked for (the default simply
+    # takes every source where there are fewer).
+    bounded = {"--max-order": max_order} if max_order > 1 else {}
+    if max_order > 1 and (overrides or {}).get("beam") is not None:
+        bounded["--beam"] = int(settings["beam"])
     for target in targets:
         candidates = [s for s in sources if s != target]
-        if max_order > 1 and max_order > len(candidates):
-            raise TransferError(
-                f"--max-order {max_order} is above the {len(candidates)} sources available to {target} "
-                "(its own encoder does not count for higher orders)"
-            )
-        # Only a beam asked for: the default simply takes every source where there are fewer.
-        if max_order > 1 and (overrides or {}).get("beam") is not None and int(settings["beam"]) > len(candidates):
-            raise TransferError(
-                f"--beam {settings['beam']} is above the {len(candidates)} sources available to {target} "
-                "(its own encoder does not count for higher orders)"
-            )
+        for flag, value in bounded.items():
+            if value > len(candidates):
+                raise TransferError(
+                    f"{flag} {value} is above the {len(candidates)} sources available to {target} "
+                    "(its own encoder does not count for higher orders)"
+                )
 
     train_all = split_image_ids(workspace, "train")
     test_ids = split_image_ids(workspace, "test")
