@@ -123,6 +123,8 @@ QUERY_FORMATS = ("table", "csv", "json", "parquet")
 def query(sql: str, output_format: str | None, out: Path | None, write: bool, workspace_path: Path | None) -> None:
     """Run SQL on the workspace's DuckDB store; read-only unless --write.
 
+    Read-only also refuses statements that write other files or databases (COPY ... TO, EXPORT DATABASE, ATTACH).
+
     Tables: tasks, images, encoders, transfers, losses, runs; see `tdb tables` for all tables and views.
 
     Example:
@@ -151,6 +153,9 @@ def query(sql: str, output_format: str | None, out: Path | None, write: bool, wo
         return
     # Written beside the target and renamed: an error or a kill never leaves a half-written file at `out`.
     tmp = out.with_name(f".{out.name}.tmp")
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise QueryError(f"cannot write {out}: {blocking} is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if output_format == "parquet":

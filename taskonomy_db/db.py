@@ -180,6 +180,7 @@ class Database:
     def execute_user_sql(self, sql: str, write: bool = False) -> pa.Table:
         """A user's ad-hoc SQL: read-only unless `write`, in which case it runs in one transaction."""
         if not write:
+            _refuse_writes_outside(sql)
             try:
                 return self.query(sql)
             except QueryError as error:
@@ -206,6 +207,29 @@ class Database:
             """
         )
         return table.to_pylist()
+
+
+# A read-only connection stops writes to the workspace file, not these: they write other files (COPY ... TO,
+# EXPORT DATABASE) or open other databases for writing (ATTACH).
+_WRITES_OUTSIDE = {
+    duckdb.StatementType.COPY: "COPY",
+    duckdb.StatementType.COPY_DATABASE: "COPY FROM DATABASE",
+    duckdb.StatementType.EXPORT: "EXPORT DATABASE",
+    duckdb.StatementType.ATTACH: "ATTACH",
+}
+
+
+def _refuse_writes_outside(sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryError(_one_line(error)) from error
+    for statement in statements:
+        if statement.type in _WRITES_OUTSIDE:
+            raise QueryError(
+                f"{_WRITES_OUTSIDE[statement.type]} can write outside the workspace; pass --write to allow it"
+                " (to save a result, use --out FILE)"
+            )
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> pa.Table:

@@ -137,6 +137,26 @@ def test_query_is_read_only_without_write(tmp_path):
     assert len(recorded) == 2  # the refused statements changed nothing and are not runs
 
 
+def test_read_only_query_refuses_statements_that_write_elsewhere(tmp_path):
+    runner = CliRunner()
+    workspace = Workspace.init(tmp_path / "ws")
+    ws = ["-w", str(workspace.root)]
+    written = tmp_path / "out"
+    statements = {
+        "COPY": f"copy (select 1 as n) to '{written / 'n.csv'}'",
+        "EXPORT DATABASE": f"select 1; export database '{written / 'export'}'",
+        "ATTACH": f"attach '{written / 'other.duckdb'}' as other",
+    }
+    written.mkdir()
+    for kind, sql in statements.items():
+        refused = runner.invoke(cli, ["query", sql, *ws])
+        assert refused.exit_code == 1
+        assert refused.output.startswith(f"Error: {kind} can write outside the workspace; pass --write")
+    assert not any(written.iterdir())
+    copied = runner.invoke(cli, ["query", statements["COPY"], *ws, "--write"])
+    assert copied.exit_code == 0 and (written / "n.csv").read_text() == "n\n1\n"
+
+
 def test_query_formats_and_output_file(tmp_path):
     import pyarrow.parquet as pq
 
@@ -190,8 +210,8 @@ def test_query_output_is_strict_json_and_written_whole_or_not_at_all(tmp_path):
         )
         assert (
             result.exit_code == 1
-            and result.output.startswith("Error: cannot write")
-            and "Traceback" not in result.output
+            and result.output.strip()
+            == f"Error: cannot write {under_file}: {tmp_path / 'plain'} is a file, not a folder"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "plain", "ws"]
     empty = runner.invoke(cli, ["query", "  ", *ws])
