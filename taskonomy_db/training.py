@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
-from taskonomy_db.models.networks import NORMS, NetworkConfig, TaskNetwork, create_task_network
+from taskonomy_db.models.networks import ENCODER_STRIDE, NORMS, NetworkConfig, TaskNetwork, create_task_network
 from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
-from taskonomy_db.workspace import Workspace
+from taskonomy_db.workspace import Number, Workspace, check_numbers
 
 # The [train] section of tdb.toml; CLI flags override single keys. Sized for a 2-core CPU at 64 px. Epochs are
 # sized to the default dataset (576 views): 11 epochs there are the steps 16 took on 384 views, and with the
@@ -45,6 +45,18 @@ DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
     "learning_rate": 0.003,
     "weight_decay": 0.0001,
     "threads": 0,  # 0 = torch's default
+}
+# The same bounds as the CLI flags that override them.
+TRAIN_NUMBERS = {
+    "image_size": Number(int, 8),
+    "epochs": Number(int, 1),
+    "width": Number(int, 1),
+    "depth": Number(int, 0),
+    "representation_channels": Number(int, 1),
+    "batch_size": Number(int, 2),
+    "learning_rate": Number(float, 0, above=True),
+    "weight_decay": Number(float, 0),
+    "threads": Number(int, 0),
 }
 EVAL_BATCH = 128
 # Bumped whenever the training procedure changes what a given [train] setting produces, so stored results
@@ -85,6 +97,9 @@ def train_settings(workspace: Workspace, overrides: dict[str, Any] | None = None
         raise TrainingError(f"unknown [train] setting(s): {', '.join(sorted(unknown))}")
     if settings["norm"] not in NORMS:
         raise TrainingError(f"[train] norm must be one of {', '.join(NORMS)}, got {settings['norm']!r}")
+    check_numbers("train", settings, TRAIN_NUMBERS, TrainingError)
+    if settings["image_size"] % ENCODER_STRIDE:
+        raise TrainingError(f"[train] image_size must be a multiple of {ENCODER_STRIDE}, got {settings['image_size']}")
     return settings
 
 

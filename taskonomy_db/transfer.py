@@ -54,7 +54,7 @@ from taskonomy_db.training import (
     per_image_losses,
     train_settings,
 )
-from taskonomy_db.workspace import Workspace
+from taskonomy_db.workspace import Number, Workspace, check_numbers
 
 BASELINES = (GOLD, SCRATCH, RANDOM)
 KINDS = ("transfer", *BASELINES)
@@ -72,6 +72,15 @@ DEFAULT_TRANSFER_SETTINGS: dict[str, Any] = {
     "beam": 5,
     "baselines": list(BASELINES),
     "workers": 0,  # 0 = one per core
+}
+TRANSFER_NUMBERS = {
+    **{
+        key: Number(int, 1) for key in ("transfer_images", "epochs", "batch_size", "readout_width", "max_order", "beam")
+    },
+    "learning_rate": Number(float, 0, above=True),
+    "weight_decay": Number(float, 0),
+    "workers": Number(int, 0),
+    "seed": Number(int, -(2**63)),  # any integer
 }
 # Only these change what a readout learns; the rest (which transfers, how fast) leave finished transfers valid.
 RESULT_SETTINGS = ("transfer_images", "epochs", "batch_size", "learning_rate", "weight_decay", "readout_width")
@@ -98,10 +107,11 @@ def transfer_settings(workspace: Workspace, overrides: dict[str, Any] | None = N
     unknown = set(settings) - set(DEFAULT_TRANSFER_SETTINGS) - {"seed"}
     if unknown:
         raise TransferError(f"unknown [transfer] setting(s): {', '.join(sorted(unknown))}")
-    for key in ("transfer_images", "epochs", "batch_size", "readout_width", "max_order", "beam"):
-        if int(settings[key]) < 1:
-            raise TransferError(f"[transfer] {key} must be at least 1, got {settings[key]}")
-    bad = [b for b in settings["baselines"] if b not in BASELINES]
+    check_numbers("transfer", settings, TRANSFER_NUMBERS, TransferError)
+    baselines = settings["baselines"]
+    if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
+        raise TransferError(f"[transfer] baselines must be a list of names, got {baselines!r}")
+    bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise TransferError(f"unknown baseline {bad[0]!r}; expected some of {', '.join(BASELINES)}")
     return settings

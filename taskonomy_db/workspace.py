@@ -9,6 +9,7 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,36 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "study": {"name": "study", "seed": 0},
     "split": {"train": 0.7, "val": 0.15, "test": 0.15},
 }
+
+
+@dataclass(frozen=True)
+class Number:
+    """What one numeric setting of tdb.toml must be: an int (or any real number, for float) of at least
+    `minimum`, or above it when `above`."""
+
+    kind: type
+    minimum: float
+    above: bool = False
+
+    def check(self, where: str, value: Any) -> str | None:
+        """Why `value` is not such a number, or None when it is."""
+        whole = self.kind is int
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+            return f"{where} must be {'an integer' if whole else 'a number'}, got {value!r}"
+        if value < self.minimum or (self.above and value == self.minimum):
+            bound = f"above {self.minimum:g}" if self.above else f"at least {self.minimum:g}"
+            return f"{where} must be {bound}, got {value!r}"
+        return None
+
+
+def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Number], error: type[Exception]) -> None:
+    """Raise `error` naming the first setting of `section` that breaks its rule (a wrong type or a bad value in
+    tdb.toml would otherwise surface as a traceback deep inside the work, after it had started)."""
+    for key, rule in rules.items():
+        if key in settings:
+            reason = rule.check(f"[{section}] {key}", settings[key])
+            if reason:
+                raise error(reason)
 
 
 def resolve_path(path: str | Path | None) -> Path:
@@ -140,7 +171,11 @@ class Workspace:
 
     @property
     def seed(self) -> int:
-        return int(self.settings["study"]["seed"])
+        seed = self.settings["study"]["seed"]
+        reason = Number(int, -(2**63)).check("[study] seed", seed)
+        if reason:
+            raise WorkspaceError(f"{self.root / SETTINGS_FILE}: {reason}")
+        return int(seed)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

@@ -256,6 +256,32 @@ def test_train_refuses_an_unknown_norm(workspace: Workspace):
     assert workspace.db.scalar("select count(*) from runs") == runs  # refused before any run was recorded
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("epochs", "three", "[train] epochs must be an integer, got 'three'"),
+        ("epochs", 0, "[train] epochs must be at least 1, got 0"),
+        ("width", 0, "[train] width must be at least 1, got 0"),
+        ("batch_size", 1.5, "[train] batch_size must be an integer, got 1.5"),
+        ("learning_rate", 0, "[train] learning_rate must be above 0, got 0"),
+        ("image_size", 30, "[train] image_size must be a multiple of 8, got 30"),
+    ],
+)
+def test_bad_train_settings_in_tdb_toml_are_one_line_and_keep_the_results(workspace: Workspace, key, value, message):
+    """A bad value in tdb.toml is refused before the retrain it would trigger deletes the stored results."""
+    good = workspace.path("tdb.toml").read_text()
+    stored = "select task, settings_hash, test_loss from gold_results order by task"
+    before, runs = workspace.db.query(stored), workspace.db.scalar("select count(*) from runs")
+    workspace.update_settings("train", {key: value})
+    try:
+        result = CliRunner().invoke(cli, ["train", "normal", "-w", str(workspace.root)])
+    finally:
+        workspace.path("tdb.toml").write_text(good)
+    assert result.exit_code == 1 and result.output == f"Error: {message}\n"
+    assert workspace.db.query(stored).equals(before)
+    assert workspace.db.scalar("select count(*) from runs") == runs
+
+
 # ---------------------------------------------------------------- extract
 
 

@@ -286,6 +286,24 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(workspace, args, message
     assert workspace.db.scalar("select count(*) from runs") == runs_before
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("transfer_images", "many", "[transfer] transfer_images must be an integer, got 'many'"),
+        ("beam", 0, "[transfer] beam must be at least 1, got 0"),
+        ("weight_decay", -1.0, "[transfer] weight_decay must be at least 0, got -1.0"),
+        ("baselines", "gold", "[transfer] baselines must be a list of names, got 'gold'"),
+    ],
+)
+def test_bad_transfer_settings_in_tdb_toml_are_one_line_and_write_nothing(workspace, key, value, message):
+    workspace.update_settings("transfer", {key: value})
+    runs_before = workspace.db.scalar("select count(*) from runs")
+    result = CliRunner().invoke(cli, ["transfer", "-w", str(workspace.root)])
+    assert result.exit_code == 1 and result.output == f"Error: {message}\n"
+    assert workspace.db.scalar("select count(*) from transfers") == 0
+    assert workspace.db.scalar("select count(*) from runs") == runs_before
+
+
 def test_bad_input_from_the_library_raises_transfer_error(workspace):
     with pytest.raises(TransferError, match="larger than the train split"):
         run_transfers(workspace, {"transfer_images": 10_000}, progress=False)
