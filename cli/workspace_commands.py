@@ -33,7 +33,7 @@ def init(path: str, name: str | None, seed: int) -> None:
 
     Example:
 
-        tdb init ./study && export TDB_WORKSPACE=./study
+        tdb init ./study && export TDB_WORKSPACE="$PWD/study"
     """
     workspace = Workspace.init(path, name=name, seed=seed)
     click.echo(f"created workspace {workspace.root} (schema version {workspace.db.schema_version()})")

@@ -141,7 +141,8 @@ class Workspace:
     def open(cls, path: str | Path | None = None) -> Workspace:
         root = resolve_path(path)
         if not (root / SETTINGS_FILE).is_file():
-            raise WorkspaceError(f"no workspace at {root} (no {SETTINGS_FILE}); create one with `tdb init {root}`")
+            where = f"{root} (from $TDB_WORKSPACE)" if path is None and os.environ.get("TDB_WORKSPACE") else root
+            raise WorkspaceError(f"no workspace at {where} (no {SETTINGS_FILE}); create one with `tdb init {root}`")
         workspace = cls(root)
         workspace.settings  # noqa: B018 - parse now so a malformed file fails before any work
         if workspace.db.needs_migration():

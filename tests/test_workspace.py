@@ -35,6 +35,10 @@ def test_open_resolves_flag_then_env_then_cwd(tmp_path, monkeypatch):
     assert Workspace.open().root.resolve() == (tmp_path / "a").resolve()
     with pytest.raises(WorkspaceError, match="no workspace at"):
         Workspace.open(tmp_path)
+    # A relative $TDB_WORKSPACE is read from the current folder; the error says where the path came from.
+    monkeypatch.setenv("TDB_WORKSPACE", "b")
+    with pytest.raises(WorkspaceError, match=r"^no workspace at b \(from \$TDB_WORKSPACE\) \(no tdb.toml\)"):
+        Workspace.open()
 
 
 def test_migration_upgrades_an_old_store_and_refuses_a_newer_one(tmp_path):
