@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -57,6 +58,16 @@ def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Numbe
             reason = rule.check(f"[{section}] {key}", settings[key])
             if reason:
                 raise error(reason)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def resolve_path(path: str | Path | None) -> Path:
@@ -184,11 +195,26 @@ class Workspace:
     @contextmanager
     def run(self, command: str, settings: dict[str, Any] | None = None) -> Iterator[int]:
         """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome."""
+        host = socket.gethostname()
         with self.db.transaction() as con:
+            # Runs left 'running' by a process of this host that no longer exists were killed without a chance
+            # to say so.
+            stale = con.execute("select run_id, pid from runs where status = 'running' and host = ?", [host])
+            for stale_id, pid in stale.fetchall():
+                if pid is not None and not _process_alive(pid):
+                    con.execute("update runs set status = 'interrupted' where run_id = ?", [stale_id])
             run_id = con.execute(
-                "insert into runs (command, version, git_commit, settings, started_at, status)"
-                " values (?, ?, ?, ?, ?, 'running') returning run_id",
-                [command, __version__, git_commit(), json.dumps(settings or {}, default=str), datetime.now()],
+                "insert into runs (command, version, git_commit, settings, started_at, status, pid, host)"
+                " values (?, ?, ?, ?, ?, 'running', ?, ?) returning run_id",
+                [
+                    command,
+                    __version__,
+                    git_commit(),
+                    json.dumps(settings or {}, default=str),
+                    datetime.now(),
+                    os.getpid(),
+                    host,
+                ],
             ).fetchone()[0]
         status = "failed"
         try:

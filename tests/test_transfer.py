@@ -348,7 +348,12 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(workspace, tmp_p
     assert all(len(rows) == n_test for rows in partial.values())
     assert workspace.db.scalar("select count(*) from transfers where status = 'done'") == len(partial)
 
+    killed = "select status from runs where command = 'transfer' and pid = ?"
+    assert stored(workspace, killed, [process.pid]) == [{"status": "running"}]  # nothing could record the kill
+
     assert _tdb(workspace.root).wait(timeout=300) == 0
+    # The next command saw that the killed run's process is gone.
+    assert stored(workspace, killed, [process.pid]) == [{"status": "interrupted"}]
     resumed = losses_by_key(workspace)
     assert resumed.keys() == expected.keys()
     for key, rows in expected.items():
