@@ -23,15 +23,37 @@ from taskonomy_db.errors import TdbError
 from taskonomy_db.workspace import Workspace
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error (exit code 2) shown as one line, like every other error, without click's usage banner."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{hint}", file=file, err=True)
+
+
+def _one_line(error: click.UsageError) -> OneLineUsageError:
+    return error if isinstance(error, OneLineUsageError) else OneLineUsageError(error.format_message(), error.ctx)
+
+
 class TdbGroup(click.Group):
-    """Lists commands in the order they were added (the order of the method) and reports TdbError cleanly."""
+    """Lists commands in the order they were added (the order of the method) and reports errors as one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            raise _one_line(error) from error
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:
+            raise _one_line(error) from error
         except TdbError as error:
             exception = click.ClickException(str(error))
             exception.exit_code = error.exit_code

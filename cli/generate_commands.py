@@ -17,21 +17,39 @@ DEFAULTS = GenerateSettings()  # the embedded default dataset: one definition, i
 @cli.command("generate")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option(
-    "--buildings", default=DEFAULTS.n_buildings, show_default=True, type=int, help="Number of buildings (styles)."
+    "--buildings",
+    default=DEFAULTS.n_buildings,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Number of buildings (styles).",
 )
-@click.option("--rooms", default=DEFAULTS.rooms_per_building, show_default=True, type=int, help="Rooms per building.")
 @click.option(
-    "--points-per-room", default=DEFAULTS.points_per_room, show_default=True, type=int, help="Fixation points per room."
+    "--rooms",
+    default=DEFAULTS.rooms_per_building,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rooms per building.",
+)
+@click.option(
+    "--points-per-room",
+    default=DEFAULTS.points_per_room,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Fixation points per room.",
 )
 @click.option(
     "--views-per-point",
     default=DEFAULTS.views_per_point,
     show_default=True,
-    type=int,
+    type=click.IntRange(1),
     help="Camera views of each point.",
 )
 @click.option(
-    "--size", default=DEFAULTS.size, show_default=True, type=int, help=f"Image size in pixels ({MIN_SIZE}-{MAX_SIZE})."
+    "--size",
+    default=DEFAULTS.size,
+    show_default=True,
+    type=click.IntRange(MIN_SIZE, MAX_SIZE),
+    help=f"Image size in pixels ({MIN_SIZE}-{MAX_SIZE}).",
 )
 @click.option(
     "--seed", default=DEFAULTS.seed, show_default=True, type=int, help="Same seed and settings give identical bytes."
@@ -44,7 +62,7 @@ DEFAULTS = GenerateSettings()  # the embedded default dataset: one definition, i
     help="taskonomy: OUT/building/domain/...; omnidata: OUT/domain/taskonomy/building/...",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists and is not empty.")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes (default: one per core).")
 @format_option(("text", "json"), default="text")
 def generate_command(
     out: Path,

@@ -146,14 +146,14 @@ def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
 @cli.command("taxonomy")
 @click.option(
     "--budget",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help=f"Supervision budget (default {plain_number(DEFAULT_BUDGET)}); with --sweep the largest budget"
     f" (default {SWEEP_MAX_BUDGET}).",
 )
 @click.option(
     "--max-order",
-    type=int,
+    type=click.IntRange(1),
     default=None,
     help=f"Largest source set of a transfer (default {DEFAULT_MAX_ORDER}); with --sweep the largest order"
     f" (default {SWEEP_MAX_ORDER}).",

@@ -20,10 +20,16 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @workspace_option
 @click.option("--targets", multiple=True, help="Target tasks, comma-separated (default: every extracted target).")
 @click.option("--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one).")
-@click.option("--transfer-images", type=int, default=None, help="Train images per readout (the paper's 1k/16k).")
-@click.option("--epochs", type=int, default=None, help="Readout (and scratch) training epochs.")
-@click.option("--max-order", type=int, default=None, help="Highest order of source sets (1 = first order only).")
-@click.option("--beam", type=int, default=None, help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1.")
+@click.option(
+    "--transfer-images", type=click.IntRange(1), default=None, help="Train images per readout (the paper's 1k/16k)."
+)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Readout (and scratch) training epochs.")
+@click.option(
+    "--max-order", type=click.IntRange(1), default=None, help="Highest order of source sets (1 = first order only)."
+)
+@click.option(
+    "--beam", type=click.IntRange(1), default=None, help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1."
+)
 @click.option("--baselines", default=None, help=f"Comma-separated subset of {','.join(BASELINES)}; 'none' for none.")
 @click.option("--seed", type=int, default=None, help="Seed (default: the study seed).")
 @click.option(

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from taskonomy_db import encodings as enc
 from taskonomy_db.cli import cli
-from taskonomy_db.generate import GenerateSettings, build_room, generate, render_room
+from taskonomy_db.generate import GenerateError, GenerateSettings, build_room, generate, render_room
 from taskonomy_db.ingest import ingest
 from taskonomy_db.layout import DOMAINS, file_name
 from taskonomy_db.render import CompiledRoom, occlusion_strength, pixel_rays
@@ -295,17 +295,31 @@ def test_cli_generates_omnidata_layout_that_ingests(tmp_path: Path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--buildings", "0"], "buildings must be a positive integer"),
-        (["--size", "-8"], "unsupported image size -8"),
-        (["--size", "1024"], "unsupported image size 1024"),
-        (["--views-per-point", "0"], "views per point must be a positive integer"),
+        (["--buildings", "0"], "Invalid value for '--buildings': 0 is not in the range x>=1."),
+        (["--size", "-8"], "Invalid value for '--size': -8 is not in the range 32<=x<=512."),
+        (["--size", "1024"], "Invalid value for '--size': 1024 is not in the range 32<=x<=512."),
+        (["--views-per-point", "0"], "Invalid value for '--views-per-point': 0 is not in the range x>=1."),
     ],
 )
 def test_bad_settings_stop_before_writing(tmp_path: Path, extra: list[str], message: str):
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["generate", str(out), *extra])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a usage error
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_buildings": 0}, "buildings must be a positive integer"),
+        ({"size": 1024}, "unsupported image size 1024"),
+        ({"views_per_point": 0}, "views per point must be a positive integer"),
+    ],
+)
+def test_the_library_checks_settings_too(tmp_path: Path, settings: dict, message: str):
+    with pytest.raises(GenerateError, match=message):
+        generate(tmp_path / "out", progress=False, **settings)
     assert list(tmp_path.iterdir()) == []
 
 
