@@ -27,6 +27,8 @@ def demo(workspace: Path, tiny: bool, full: bool, seed: int, output_format: str)
     Example:
 
         tdb demo ./demo-workspace
+
+        tdb demo --tiny /tmp/tiny-demo    # 6 tasks at 32 px in about a minute
     """
     if tiny and full:
         raise click.UsageError("--tiny and --full are two different profiles; choose one")

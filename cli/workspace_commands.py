@@ -124,6 +124,7 @@ def query(sql: str, output_format: str | None, out: Path | None, write: bool, wo
     """Run SQL on the workspace's DuckDB store; read-only unless --write.
 
     Read-only also refuses statements that write other files or databases (COPY ... TO, EXPORT DATABASE, ATTACH).
+    Several statements separated by ';' run in order; the last one's result is printed.
 
     Tables: tasks, images, encoders, transfers, losses, runs; see `tdb tables` for all tables and views.
 
@@ -135,9 +136,12 @@ def query(sql: str, output_format: str | None, out: Path | None, write: bool, wo
     """
     if not sql.strip():
         raise click.UsageError("the SQL statement is empty")
+    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+    implied = {"pq": "parquet"}.get(suffix, suffix) if suffix in ("csv", "json", "parquet", "pq") else None
     if output_format is None:
-        suffix = out.suffix.lower().lstrip(".") if out is not None else ""
-        output_format = {"pq": "parquet"}.get(suffix, suffix) if suffix in (*QUERY_FORMATS, "pq") else "table"
+        output_format = implied or "table"
+    elif implied and implied != output_format:
+        raise click.UsageError(f"--out {out.name} is a .{suffix} file but --format is {output_format}")
     if output_format == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
     workspace = open_workspace(workspace_path)

@@ -218,6 +218,11 @@ def test_query_output_is_strict_json_and_written_whole_or_not_at_all(tmp_path):
             == f"Error: cannot write {under_file}: {tmp_path / 'plain'} is a file, not a folder"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "plain", "ws"]
+    mismatch = runner.invoke(
+        cli, ["query", "select 1 as n", *ws, "--format", "csv", "--out", str(tmp_path / "r.parquet")]
+    )
+    assert mismatch.exit_code == 2 and "--out r.parquet is a .parquet file but --format is csv" in mismatch.output
+    assert not (tmp_path / "r.parquet").exists()
     empty = runner.invoke(cli, ["query", "  ", *ws])
     assert empty.exit_code == 2 and "empty" in empty.output
 
