@@ -31,8 +31,15 @@ class OneLineUsageError(click.UsageError):
         click.echo(f"Error: {self.format_message()}{hint}", file=file, err=True)
 
 
-def _one_line(error: click.UsageError) -> OneLineUsageError:
-    return error if isinstance(error, OneLineUsageError) else OneLineUsageError(error.format_message(), error.ctx)
+_KEPT_AS_IS: tuple[type[click.UsageError], ...] = (OneLineUsageError,)
+if hasattr(click.exceptions, "NoArgsIsHelpError"):  # click >= 8.2 shows a bare `tdb`'s help through it
+    _KEPT_AS_IS += (click.exceptions.NoArgsIsHelpError,)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    if isinstance(error, _KEPT_AS_IS):
+        return error
+    return OneLineUsageError(error.format_message(), error.ctx)
 
 
 class TdbGroup(click.Group):

@@ -62,9 +62,17 @@ def test_cli_never_imports_duckdb():
         (["affinity", "--matrix", "--target", "normal"], "does not combine"),  # the filter was silently ignored
         (["affinity", "--matrix", "--order", "2"], "does not combine"),
         (["transfer", "--workers", "-1"], "--workers"),
+        (["taxonomy", "--budget", "-1"], "Invalid value for '--budget'"),
+        (["no-such-command"], "No such command"),
     ],
 )
 def test_conflicting_or_out_of_range_options_are_usage_errors(tmp_path, args, message):
     result = CliRunner().invoke(cli, [*args, "-w", str(tmp_path)] if args[0] != "demo" else [*args, str(tmp_path)])
     assert result.exit_code == 2 and message in result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("Error: ")  # one line, no usage banner
     assert not any(tmp_path.iterdir())  # refused before anything was created
+
+
+def test_a_bare_tdb_still_shows_the_help():
+    result = CliRunner().invoke(cli, [])
+    assert "Commands:" in result.output and "Error" not in result.output

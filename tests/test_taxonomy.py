@@ -476,11 +476,13 @@ def test_cli_text_md_and_errors(published_workspace):
     for args, message in [
         (["--cost", "foo=1"], "unknown task"),
         (["--cost", "normal=-1"], ">= 0"),
-        (["--budget", "-2"], "budget must be"),
+        (["--budget", "inf"], "budget must be a finite number"),
         (["--value", "normal"], "TASK=NUMBER"),
     ]:
         result = tdb("taxonomy", *args, "-w", published_workspace)
         assert result.exit_code not in (0, 2) and message in result.output, (args, result.output)
+    negative = tdb("taxonomy", "--budget", "-2", "-w", published_workspace)  # outside the option's range
+    assert negative.exit_code == 2 and "Invalid value for '--budget'" in negative.output
 
 
 def test_cli_sweep_is_seeded(published_workspace):
