@@ -231,13 +231,15 @@ def add_encoder_command(
 ) -> None:
     """Register your own ONNX image encoder NAME as a transfer source (copied to models/NAME.onnx).
 
-    The input must be images (N, 3, H, W) of RGB in [0, 1], optionally normalised by --mean/--std; the input
-    size and preprocessing are read from the file's metadata when present. The representation shape is
-    measured by running one image. Then `tdb extract NAME` and transfers use it like any task's encoder.
+    The input must be images (N, 3, H, W) of RGB in [0, 1] with a dynamic batch axis, optionally normalised by
+    --mean/--std; the input size and preprocessing are read from the file's metadata when present. The
+    representation is measured by running two images: it must be a square feature map (N, C, S, S) whose side S
+    divides the workspace's image size, since the readouts upsample it to the labels. Then `tdb extract NAME`
+    and transfers use it like any task's encoder (higher orders combine encoders whose maps are the same size).
 
-    Example:
+    Example (a ResNet-18 without its pooling and classifier gives an 8x8 map at 256 px, which divides 64):
 
-        tdb add-encoder resnet18 resnet18.onnx --input-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+        tdb add-encoder resnet18 resnet18.onnx --input-size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
     """
     from taskonomy_db.encoders import add_encoder
 

@@ -20,6 +20,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from taskonomy_db.data import image_size
 from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.models.export import PREPROCESSING, ExportedEncoder, export_encoder, file_sha256
 from taskonomy_db.models.networks import NetworkConfig, build_encoder
@@ -214,6 +215,19 @@ def check_input_spec(dims: list[int | None], input_size: int, where: str) -> Non
             )
 
 
+def representation_problem(shape: tuple[int, ...], size: int) -> str | None:
+    """Why a representation of `shape` (without the batch axis) cannot feed the transfer readouts at `size`-pixel
+    labels, or None: the readout convolves a square feature map and pixel-shuffles it up to the label size."""
+    if len(shape) != 3:
+        return f"gives a {'x'.join(map(str, shape))} output; transfers need a feature map (C, H, W)"
+    _, height, width = shape
+    if height != width:
+        return f"gives a {height}x{width} map; transfers need a square one"
+    if size % height:
+        return f"gives a {height}x{width} map, whose side does not divide the {size}-pixel labels"
+    return None
+
+
 def add_encoder(
     workspace: Workspace,
     name: str,
@@ -258,6 +272,11 @@ def add_encoder(
     if input_size is None:
         raise EncoderError(f"{source}: the input size is not fixed in the graph or its metadata; pass --input-size")
     check_input_spec(dims, input_size, str(source))
+    if dims[0] is not None:
+        raise EncoderError(
+            f"{source}: the input's batch axis is fixed at {dims[0]}; export it with a dynamic batch axis"
+            " (torch.onnx.export(..., dynamic_axes={input_name: {0: 'batch'}}))"
+        )
     preprocessing = dict(PREPROCESSING)
     if "preprocessing" in props:
         try:
@@ -289,10 +308,17 @@ def add_encoder(
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        probe = np.full((1, 3, input_size, input_size), 0.5, np.float32)
+        # Two images: a batch size fixed inside the graph (a reshape to 1) fails here, not in `tdb extract`.
+        probe = np.full((2, 3, input_size, input_size), 0.5, np.float32)
         shape = tuple(int(d) for d in session.run([output], {graph_input.name: probe})[0].shape[1:])
     except Exception as error:
-        raise EncoderError(f"{source} does not run on a (1, 3, {input_size}, {input_size}) image: {error}") from error
+        message = " ".join(str(error).split())[:300]
+        raise EncoderError(
+            f"{source} does not run on a batch of (2, 3, {input_size}, {input_size}): {message}"
+        ) from error
+    problem = representation_problem(shape, image_size(workspace))
+    if problem:
+        raise EncoderError(f"{source} {problem}")
 
     target = workspace.path("models", f"{name}.onnx")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from taskonomy_db.data import TaskData, image_size, load_task_data
-from taskonomy_db.encoders import EncoderRecord, registered_encoders
+from taskonomy_db.encoders import EncoderRecord, registered_encoders, representation_problem
 from taskonomy_db.errors import TdbError
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import read_representations, representation_dir
@@ -740,6 +740,20 @@ def prepare_transfers(
                     "(its own encoder does not count for higher orders)"
                 )
 
+    size = image_size(workspace)
+    for name in sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set())):
+        problem = representation_problem(encoders[name].representation_shape, size)
+        if problem:
+            raise TransferError(f"encoder {name!r} {problem}")
+    if max_order > 1:
+        sides = {name: encoders[name].representation_shape[1:] for name in sources}
+        if len(set(sides.values())) > 1:
+            listed = ", ".join(f"{name} {h}x{w}" for name, (h, w) in sorted(sides.items()))
+            raise TransferError(
+                f"higher orders concatenate representations, which need one map size; these differ ({listed}):"
+                " transfer at --max-order 1, or choose --sources with one size"
+            )
+
     train_all = split_image_ids(workspace, "train")
     test_ids = split_image_ids(workspace, "test")
     n_train = int(settings["transfer_images"])
@@ -768,7 +782,6 @@ def prepare_transfers(
         _, train_rep = read_representations(workspace, name, subset)
         _, test_rep = read_representations(workspace, name, test_ids)
         representations[name] = _normalise(train_rep, test_rep)
-    size = image_size(workspace)
     arrays, pixels = {}, {}
     for target in tqdm(targets, desc="loading labels", unit="task", disable=None if progress else True):
         spec = get_task(target)

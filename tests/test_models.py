@@ -12,6 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -389,28 +390,53 @@ ex.extract(Workspace.open({str(workspace.root)!r}), ["depth_zbuffer"], part_rows
 
 
 class TinyEncoder(torch.nn.Module):
-    def __init__(self, channels: int = 3) -> None:
+    def __init__(self, channels: int = 3, stride: int = 4, flat: bool = False) -> None:
         super().__init__()
-        self.conv = torch.nn.Conv2d(channels, 4, 4, stride=4)
+        self.conv = torch.nn.Conv2d(channels, 4, stride, stride=stride)
+        self.flat = flat
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.conv(image)
+        features = self.conv(image)
+        return features.flatten(1) if self.flat else features
 
 
-def export_tiny(path: Path, channels: int = 3, size: int = SIZE, dynamic_size: bool = False) -> Path:
+def export_tiny(
+    path: Path,
+    channels: int = 3,
+    size: int = SIZE,
+    dynamic_size: bool = False,
+    fixed_batch: bool = False,
+    **encoder: Any,
+) -> Path:
     axes = {0: "batch", 2: "h", 3: "w"} if dynamic_size else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter; dynamo needs onnxscript
         torch.onnx.export(
-            TinyEncoder(channels).eval(),
+            TinyEncoder(channels, **encoder).eval(),
             (torch.rand(1, channels, size, size),),
             str(path),
             input_names=["pixels"],
             output_names=["features"],
-            dynamic_axes={"pixels": axes, "features": {0: "batch"}},
+            dynamic_axes=None if fixed_batch else {"pixels": axes, "features": {0: "batch"}},
             dynamo=False,
         )
     return path
+
+
+@pytest.mark.parametrize(
+    ("encoder", "message"),
+    [
+        ({"fixed_batch": True}, "batch axis is fixed at 1; export it with a dynamic batch axis"),
+        ({"flat": True}, "gives a 256 output; transfers need a feature map"),
+        ({"stride": 3}, "gives a 10x10 map, whose side does not divide the 32-pixel labels"),
+    ],
+)
+def test_add_encoder_refuses_what_extract_or_transfer_could_not_use(workspace, tmp_path, encoder, message):
+    path = export_tiny(tmp_path / "mine.onnx", **encoder)
+    result = CliRunner().invoke(cli, ["add-encoder", "mine", str(path), "-w", str(workspace.root)])
+    assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1, result.output
+    assert not workspace.path("models", "mine.onnx").exists()
+    assert workspace.db.scalar("select count(*) from encoders where encoder = 'mine'") == 0
 
 
 def test_add_encoder_registers_and_extracts_a_user_model(workspace: Workspace, tmp_path: Path):

@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
-from taskonomy_db.encoders import export_encoders
+from taskonomy_db.encoders import add_encoder, export_encoders
 from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
@@ -36,6 +36,7 @@ from taskonomy_db.transfer import (
 )
 from taskonomy_db.workspace import Workspace
 from tests.test_affinity import numpy_ahp
+from tests.test_models import export_tiny
 
 SIZE = 32
 TRAIN = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads": 1}
@@ -302,6 +303,21 @@ def test_bad_transfer_settings_in_tdb_toml_are_one_line_and_write_nothing(worksp
     assert result.exit_code == 1 and result.output == f"Error: {message}\n"
     assert workspace.db.scalar("select count(*) from transfers") == 0
     assert workspace.db.scalar("select count(*) from runs") == runs_before
+
+
+def test_higher_orders_refuse_sources_whose_maps_differ_in_size(workspace, tmp_path):
+    add_encoder(workspace, "mine", export_tiny(tmp_path / "mine.onnx"))  # an 8x8 map; the task encoders' are 4x4
+    extract(workspace, ["mine"], progress=False)
+    args = ["transfer", "-w", str(workspace.root), "--targets", "depth_zbuffer", "--sources", "mine,normal"]
+    args += ["--transfer-images", "8", "--epochs", "1", "--baselines", "none", "--workers", "1"]
+    refused = CliRunner().invoke(cli, [*args, "--max-order", "2"])
+    assert refused.exit_code == 1 and "these differ (mine 8x8, normal 4x4)" in refused.output, refused.output
+    assert workspace.db.scalar("select count(*) from transfers") == 0
+    assert CliRunner().invoke(cli, [*args, "--max-order", "1"]).exit_code == 0  # each alone is fine
+    assert stored(workspace, "select sources from transfers order by sources") == [
+        {"sources": ["mine"]},
+        {"sources": ["normal"]},
+    ]
 
 
 def test_bad_input_from_the_library_raises_transfer_error(workspace):
