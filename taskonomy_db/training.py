@@ -113,10 +113,22 @@ def network_config(settings: dict[str, Any]) -> NetworkConfig:
     )
 
 
-def settings_hash(settings: dict[str, Any]) -> str:
+def settings_hash(settings: dict[str, Any], splits: str) -> str:
+    """What a stored gold result was made from: the settings, the recipe and `splits` (split_digest), so a
+    re-ingest that adds images or moves one between splits retrains instead of keeping a network that may
+    have trained on what is now a test image."""
     # Threads change speed, not results, so a different thread count does not retrain anything.
-    relevant = {k: v for k, v in settings.items() if k != "threads"} | {"recipe": RECIPE_VERSION}
+    relevant = {k: v for k, v in settings.items() if k != "threads"} | {"recipe": RECIPE_VERSION, "splits": splits}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def split_digest(workspace: Workspace) -> str:
+    """A digest of every image's split."""
+    rows = workspace.db.query("select image_key, split from images where split is not null order by image_key")
+    digest = hashlib.sha256()
+    for key, split in zip(rows.column("image_key").to_pylist(), rows.column("split").to_pylist(), strict=True):
+        digest.update(f"{key}:{split}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def checkpoint_path(workspace: Workspace, task: str) -> Path:
@@ -254,7 +266,7 @@ def train_task(
 ) -> TrainResult:
     """Train (or resume, or skip) the gold-standard network of one task; returns its test result."""
     spec = get_task(task)
-    digest = settings_hash(settings)
+    digest = settings_hash(settings, split_digest(workspace))
     if not force:
         stored = _stored_result(workspace, task, digest)
         if stored is not None:

@@ -161,6 +161,21 @@ def test_train_skips_done_tasks(workspace: Workspace):
     assert result.skipped
 
 
+def test_moving_an_image_between_splits_retrains(tmp_path: Path, dataset: Path):
+    """A re-ingest with another split file moves images between splits: a network that may have trained on what
+    is now a test image is retrained, not skipped."""
+    workspace = Workspace.init(tmp_path / "study")
+    workspace.update_settings("train", TRAIN)
+    ingest(workspace, dataset)
+    train_tasks(workspace, ["normal"], progress=False)
+    (again,) = train_tasks(workspace, ["normal"], progress=False)
+    assert again.skipped
+    with workspace.db.transaction() as con:  # what ingest --split-file writes for a building moved to test
+        con.execute("update images set split = 'test' where image_id = (select min(image_id) from images)")
+    (moved,) = train_tasks(workspace, ["normal"], progress=False)
+    assert not moved.skipped and moved.n_test_images == again.n_test_images + 1
+
+
 @pytest.mark.parametrize("command", ["train", "export", "extract"])
 def test_model_commands_print_every_format(command: str, workspace: Workspace):
     """On finished work (so each command only reports): CSV and JSON parse, one row per task, the same tasks."""
