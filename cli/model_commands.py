@@ -237,7 +237,7 @@ def add_encoder_command(
     divides the workspace's image size, since the readouts upsample it to the labels. Then `tdb extract NAME`
     and transfers use it like any task's encoder (higher orders combine encoders whose maps are the same size).
 
-    Example (a ResNet-18 without its pooling and classifier gives an 8x8 map at 256 px, which divides 64):
+    A ResNet-18 without its pooling and classifier gives an 8x8 map at 256 px, which divides 64. Example:
 
         tdb add-encoder resnet18 resnet18.onnx --input-size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
     """
