@@ -207,6 +207,14 @@ def _decode(what: str, row: dict, size: int) -> tuple[np.ndarray, np.ndarray | N
     return np.ascontiguousarray(value), None if valid is None else np.ascontiguousarray(valid)
 
 
+def _decode_or_name_the_file(what: str, row: dict, size: int, label: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        return _decode(what, row, size)
+    except (OSError, ValueError) as error:
+        files = _path_key(row, what).replace("|", " or ")
+        raise DataError(f"cannot decode {label} from {files}: {error}") from error
+
+
 def _decode_any(what: str, row: dict, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     if what == "rgb":
         rgb = encodings.read_png(row["rgb_path"])
@@ -314,10 +322,7 @@ def _cached(
                 disable=None if progress else True,
             ):
                 chunk = todo[start : start + SHARD_IMAGES]
-                try:
-                    decoded = list(pool.map(lambda r: _decode(what, r, size), chunk))
-                except (OSError, ValueError) as error:
-                    raise DataError(f"cannot decode {label}: {error}") from error
+                decoded = list(pool.map(lambda r: _decode_or_name_the_file(what, r, size, label), chunk))
                 for r, item in zip(chunk, decoded, strict=True):
                     found[int(r["image_id"])] = item
                 _write_shard(folder, [int(r["image_id"]) for r in chunk], [_path_key(r, what) for r in chunk], decoded)

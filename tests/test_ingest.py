@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
-from taskonomy_db.errors import IngestError
+from taskonomy_db.data import load_rgb
+from taskonomy_db.errors import DataError, IngestError
 from taskonomy_db.ingest import deterministic_split, ingest, read_split_csv
 from tests.conftest import SPLITS_DIR, make_dataset, requires_published, tiny_split_buildings
 
@@ -187,3 +188,15 @@ def test_cli_ingest_bad_input_is_one_line_error(tmp_path, workspace):
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "junk.png" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_image_that_ingests_but_does_not_decode_is_named_when_read(tmp_path, workspace):
+    """Ingest reads headers only; a PNG damaged inside its image data fails later, and the error names it."""
+    ingest(workspace, make_dataset(tmp_path / "data", ["aa"]))
+    row = workspace.db.query("select image_id, rgb_path from images order by image_id limit 1").to_pylist()[0]
+    damaged = bytearray(Path(row["rgb_path"]).read_bytes())
+    start = damaged.index(b"IDAT") + 8
+    damaged[start : start + 16] = b"\xff" * 16
+    Path(row["rgb_path"]).write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match=rf"^cannot decode rgb from {row['rgb_path']}: "):
+        load_rgb(workspace, [row["image_id"]], 32)
