@@ -241,10 +241,11 @@ def add_encoder_command(
 
         tdb add-encoder resnet18 resnet18.onnx --input-size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
     """
-    from taskonomy_db.encoders import add_encoder
+    from taskonomy_db.encoders import add_encoder, registered_encoders
 
     workspace = open_workspace(workspace_path)
     settings = {"name": name, "onnx_file": str(onnx_file), "input_size": input_size, "mean": mean, "std": std}
+    replaced = replace and any(r.encoder == name for r in registered_encoders(workspace))
     with workspace.run("add-encoder", settings):
         record = add_encoder(
             workspace, name, onnx_file, input_size, _floats3(mean), _floats3(std), output_name, replace
@@ -254,6 +255,7 @@ def add_encoder_command(
         return
     shape = "x".join(str(d) for d in record.representation_shape)
     click.echo(
-        f"registered encoder {record.encoder} ({record.onnx_path}, input {record.input_size}px, "
+        f"{'replaced' if replaced else 'registered'} encoder {record.encoder} ({record.onnx_path}, "
+        f"input {record.input_size}px, "
         f"representation {shape}, sha256 {record.sha256[:12]})"
     )

@@ -264,6 +264,8 @@ def add_encoder(
         raise EncoderError(f"{source} is not a valid ONNX model: {' '.join(str(error).split())[:300]}") from error
     graph_input = _graph_input(model)
     dims = _dims(graph_input)
+    if len(dims) == 4 and dims[1] not in (None, 3) and dims[3] == 3:
+        raise EncoderError(f"{source}: the input is channels-last {tuple(dims)}; images go in as (N, 3, H, W)")
     props = {p.key: p.value for p in model.metadata_props}
     if input_size is None and "input_size" in props:
         input_size = int(props["input_size"])

@@ -415,6 +415,11 @@ class TinyEncoder(torch.nn.Module):
         return features.flatten(1) if self.flat else features
 
 
+class ChannelsLast(TinyEncoder):
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return super().forward(image.permute(0, 3, 1, 2))
+
+
 def export_tiny(
     path: Path,
     channels: int = 3,
@@ -468,6 +473,8 @@ def test_add_encoder_registers_and_extracts_a_user_model(workspace: Workspace, t
     assert list(ids) == image_ids(workspace) and reps.shape[1:] == (4, SIZE // 4, SIZE // 4)
     with pytest.raises(EncoderError, match="already registered"):
         add_encoder(workspace, "tiny", path)
+    again = CliRunner().invoke(cli, ["add-encoder", "tiny", str(path), "--replace", "-w", str(workspace.root)])
+    assert again.exit_code == 0 and again.output.startswith("replaced encoder tiny ")
 
 
 def test_add_encoder_refuses_inputs_that_do_not_match_the_images(workspace: Workspace, tmp_path: Path):
@@ -477,6 +484,15 @@ def test_add_encoder_refuses_inputs_that_do_not_match_the_images(workspace: Work
     sized = export_tiny(tmp_path / "sized.onnx", size=64)
     with pytest.raises(EncoderError, match="height is 64, but the registered input size is 32"):
         add_encoder(workspace, "sized", sized, input_size=SIZE)
+    channels_last = tmp_path / "nhwc.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            ChannelsLast().eval(), (torch.rand(1, SIZE, SIZE, 3),), str(channels_last), dynamo=False,
+            input_names=["pixels"], dynamic_axes={"pixels": {0: "batch"}},
+        )  # fmt: skip
+    with pytest.raises(EncoderError, match=r"the input is channels-last \(None, 32, 32, 3\)"):
+        add_encoder(workspace, "nhwc", channels_last)
     dynamic = export_tiny(tmp_path / "dynamic.onnx", dynamic_size=True)
     with pytest.raises(EncoderError, match="pass --input-size"):
         add_encoder(workspace, "dynamic", dynamic)
