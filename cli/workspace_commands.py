@@ -103,6 +103,12 @@ def ingest_command(
         warn(f"{len(report.buildings_not_in_split)} buildings are not in the split set and were not ingested")
     for path, problem in report.problems:
         warn(f"skipped {path}: {problem}")
+    held = workspace.db.query("select split, count(*) as n from images group by split").to_pylist()
+    counts = {row["split"]: row["n"] for row in held}
+    if not counts.get("test"):
+        warn("the workspace has no test images: transfers and gold test losses need a test split")
+    if not counts.get("val"):
+        warn("the workspace has no val images: training will pick checkpoints by the training loss")
 
 
 QUERY_FORMATS = ("table", "csv", "json", "parquet")

@@ -200,3 +200,16 @@ def test_an_image_that_ingests_but_does_not_decode_is_named_when_read(tmp_path, 
     Path(row["rgb_path"]).write_bytes(bytes(damaged))
     with pytest.raises(DataError, match=rf"^cannot decode rgb from {row['rgb_path']}: "):
         load_rgb(workspace, [row["image_id"]], 32)
+
+
+def test_ingest_warns_when_the_workspace_has_no_val_or_test_images(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["aa", "bb", "cc"])
+    split_file = tmp_path / "all_train.csv"
+    split_file.write_text("id,train,val,test\naa,1,0,0\nbb,1,0,0\ncc,1,0,0\n")
+    args = ["ingest", str(root), "--split-file", str(split_file), "-w", str(workspace.root)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "warning: the workspace has no test images" in result.output
+    assert "warning: the workspace has no val images" in result.output
+    split = CliRunner().invoke(cli, ["ingest", str(root), "-w", str(workspace.root)])  # the default split has both
+    assert split.exit_code == 0 and "warning" not in split.output, split.output
