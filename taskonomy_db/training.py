@@ -262,11 +262,17 @@ def _stored_result(workspace: Workspace, task: str, digest: str) -> TrainResult 
 
 
 def train_task(
-    workspace: Workspace, task: str, settings: dict[str, Any], force: bool = False, progress: bool = True
+    workspace: Workspace,
+    task: str,
+    settings: dict[str, Any],
+    force: bool = False,
+    progress: bool = True,
+    splits: str | None = None,
 ) -> TrainResult:
-    """Train (or resume, or skip) the gold-standard network of one task; returns its test result."""
+    """Train (or resume, or skip) the gold-standard network of one task; returns its test result. `splits` is
+    split_digest(workspace), read here when not given (train_tasks reads it once for all its tasks)."""
     spec = get_task(task)
-    digest = settings_hash(settings, split_digest(workspace))
+    digest = settings_hash(settings, splits or split_digest(workspace))
     if not force:
         stored = _stored_result(workspace, task, digest)
         if stored is not None:
@@ -491,4 +497,5 @@ def train_tasks(
     specs = resolve_tasks(tasks)
     settings = train_settings(workspace, overrides)
     sync_tasks(workspace)
-    return [train_task(workspace, spec.name, settings, force=force, progress=progress) for spec in specs]
+    splits = split_digest(workspace)
+    return [train_task(workspace, spec.name, settings, force=force, progress=progress, splits=splits) for spec in specs]

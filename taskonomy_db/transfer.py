@@ -54,7 +54,7 @@ from taskonomy_db.training import (
     per_image_losses,
     train_settings,
 )
-from taskonomy_db.workspace import Number, Workspace, check_numbers
+from taskonomy_db.workspace import ANY_INTEGER, Number, Workspace, check_numbers
 
 BASELINES = (GOLD, SCRATCH, RANDOM)
 KINDS = ("transfer", *BASELINES)
@@ -80,7 +80,7 @@ TRANSFER_NUMBERS = {
     "learning_rate": Number(float, 0, above=True),
     "weight_decay": Number(float, 0),
     "workers": Number(int, 0),
-    "seed": Number(int, -(2**63)),  # any integer
+    "seed": ANY_INTEGER,
 }
 # Only these change what a readout learns; the rest (which transfers, how fast) leave finished transfers valid.
 RESULT_SETTINGS = ("transfer_images", "epochs", "batch_size", "learning_rate", "weight_decay", "readout_width")
@@ -740,8 +740,9 @@ def prepare_transfers(
                     "(its own encoder does not count for higher orders)"
                 )
 
+    needed = sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set()))  # encoders whose output is read
     size = image_size(workspace)
-    for name in sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set())):
+    for name in needed:
         problem = representation_problem(encoders[name].representation_shape, size)
         if problem:
             raise TransferError(f"encoder {name!r} {problem}")
@@ -776,7 +777,6 @@ def prepare_transfers(
     }
 
     # Read everything once: representations per encoder, labels per target (and pixels for the baselines).
-    needed = sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set()))
     representations = {}
     for name in tqdm(needed, desc="reading representations", unit="encoder", disable=None if progress else True):
         _, train_rep = read_representations(workspace, name, subset)

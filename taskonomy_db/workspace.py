@@ -50,6 +50,9 @@ class Number:
         return None
 
 
+ANY_INTEGER = Number(int, -(2**63))  # a seed
+
+
 def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Number], error: type[Exception]) -> None:
     """Raise `error` naming the first setting of `section` that breaks its rule (a wrong type or a bad value in
     tdb.toml would otherwise surface as a traceback deep inside the work, after it had started)."""
@@ -184,7 +187,7 @@ class Workspace:
     @property
     def seed(self) -> int:
         seed = self.settings["study"]["seed"]
-        reason = Number(int, -(2**63)).check("[study] seed", seed)
+        reason = ANY_INTEGER.check("[study] seed", seed)
         if reason:
             raise WorkspaceError(f"{self.root / SETTINGS_FILE}: {reason}")
         return int(seed)
