@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from taskonomy_db.db import Database
 from taskonomy_db.errors import TdbError
 from taskonomy_db.workspace import SETTINGS_FILE, Workspace
+
+if TYPE_CHECKING:
+    from taskonomy_db.tree import TaskTree
 
 DATA_DIR = "data"
 MANIFEST = "tdb_generate.json"
@@ -159,10 +163,10 @@ def step_transfer(state: DemoState) -> str:
     return f"{done} transfers and baselines done, {skipped} already done, {failed} failed"
 
 
-def step_affinity(state: DemoState) -> str:
-    db = state.workspace.db
-    n_affinities = db.scalar("select count(*) from affinity")
-    top3 = db.query(
+def own_encoder_ranks(db: Database) -> dict[str, int | None]:
+    """Each target's own encoder's rank among its first-order sources by affinity (1 = best; None when the
+    target's own encoder was not a source). The baselines gold and scratch are networks, not sources."""
+    rows = db.query(
         """
         with first_order as (
             select target, sources[1] as source, affinity,
@@ -174,27 +178,43 @@ def step_affinity(state: DemoState) -> str:
         from first_order group by target order by target
         """
     ).to_pylist()
-    in_top3 = [row["target"] for row in top3 if row["own_rank"] is not None and row["own_rank"] <= 3]
-    state.facts["own_encoder_in_top3"] = {"n": len(in_top3), "of": len(top3)}
-    return f"{n_affinities} affinities; own encoder among the 3 best sources for {len(in_top3)}/{len(top3)} targets"
+    return {row["target"]: row["own_rank"] for row in rows}
+
+
+def step_affinity(state: DemoState) -> str:
+    db = state.workspace.db
+    n_affinities = db.scalar("select count(*) from affinity")
+    ranks = own_encoder_ranks(db)
+    in_top3 = [target for target, rank in ranks.items() if rank is not None and rank <= 3]
+    state.facts["own_encoder_in_top3"] = {"n": len(in_top3), "of": len(ranks)}
+    return f"{n_affinities} affinities; own encoder among the 3 best sources for {len(in_top3)}/{len(ranks)} targets"
+
+
+def tree_against_groups(db: Database) -> tuple[TaskTree, dict[str, int], float]:
+    """The task similarity tree cut into as many clusters as the registry has groups among its tasks, and the
+    adjusted Rand index of that cut with the registry's groups over the 3D and 2D tasks."""
+    from taskonomy_db.tasks import get_task
+    from taskonomy_db.tree import adjusted_rand_index, build_tree
+
+    tree = build_tree(db)
+    groups = {t: get_task(t).group for t in tree.tasks if t != "random"}
+    clusters = tree.clusters(min(len(set(groups.values())), len(tree.tasks)))
+    spatial = [t for t in groups if groups[t] in ("3D", "2D")]
+    ari = adjusted_rand_index([clusters[t] for t in spatial], [groups[t] for t in spatial])
+    return tree, clusters, ari
 
 
 def step_tree(state: DemoState) -> str:
-    from taskonomy_db.tasks import get_task
-    from taskonomy_db.tree import adjusted_rand_index, build_tree, draw_dendrogram
+    from taskonomy_db.tree import draw_dendrogram
 
-    tree = build_tree(state.workspace.db)
-    groups = {t: get_task(t).group for t in tree.tasks if t != "random"}
-    n_clusters = min(len(set(groups.values())), len(tree.tasks))
-    clusters = tree.clusters(n_clusters)
+    tree, clusters, ari = tree_against_groups(state.workspace.db)
     draw_dendrogram(tree, clusters, state.workspace.path("reports"))
-    spatial = [t for t in groups if groups[t] in ("3D", "2D")]
-    ari = adjusted_rand_index([clusters[t] for t in spatial], [groups[t] for t in spatial])
     state.facts["tree_ari_3d_vs_2d"] = ari
     by_cluster: dict[int, list[str]] = {}
     for task, cluster in clusters.items():
         by_cluster.setdefault(cluster, []).append(task)
     state.facts["tree_groups"] = [sorted(tasks) for _, tasks in sorted(by_cluster.items())]
+    n_clusters = len(set(clusters.values()))
     return f"{len(tree.tasks)} tasks in {n_clusters} groups; 3D vs 2D adjusted Rand index {ari:.2f}"
 
 
