@@ -20,7 +20,7 @@ import click
 
 from taskonomy_db import __version__
 from taskonomy_db.errors import TdbError
-from taskonomy_db.workspace import Workspace
+from taskonomy_db.workspace import TRAIN_NUMBERS, TRANSFER_NUMBERS, Workspace
 
 
 class OneLineUsageError(click.UsageError):
@@ -96,6 +96,15 @@ def workspace_option(function: Callable) -> Callable:
 
 def open_workspace(path: Path | None) -> Workspace:
     return Workspace.open(path)
+
+
+def setting_type(section: str, key: str) -> click.ParamType:
+    """The click type of a flag that overrides tdb.toml's [section] key: the bounds the file's value is checked
+    against, so the flag and the file refuse the same values (the flag's as a usage error, exit 2)."""
+    rule = {"train": TRAIN_NUMBERS, "transfer": TRANSFER_NUMBERS}[section][key]
+    if rule.kind is int:
+        return click.IntRange(min=int(rule.minimum), min_open=rule.above)
+    return click.FloatRange(min=rule.minimum, min_open=rule.above)
 
 
 def format_option(choices: Sequence[str] = ("table", "csv", "json"), default: str = "table") -> Callable:

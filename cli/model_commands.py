@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, workspace_option
+from taskonomy_db.cli.app import (
+    cli,
+    echo_json,
+    format_option,
+    open_workspace,
+    render_rows,
+    setting_type,
+    workspace_option,
+)
 from taskonomy_db.ingest import SPLITS
 
 # The library modules import torch and onnxruntime, which take seconds to load: they are imported inside the
@@ -31,18 +39,29 @@ def _floats3(value: str | None) -> tuple[float, float, float] | None:
 
 @cli.command()
 @click.argument("tasks", nargs=-1)
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs per task ([train] epochs).")
-@click.option("--image-size", type=click.IntRange(8), default=None, help="Input size in pixels ([train] image_size).")
-@click.option("--width", type=click.IntRange(1), default=None, help="Encoder width ([train] width).")
-@click.option("--depth", type=click.IntRange(0), default=None, help="Residual blocks per stage ([train] depth).")
-@click.option("--batch-size", type=click.IntRange(2), default=None, help="Batch size ([train] batch_size).")
+@click.option("--epochs", type=setting_type("train", "epochs"), default=None, help="Epochs per task ([train] epochs).")
+@click.option(
+    "--image-size",
+    type=setting_type("train", "image_size"),
+    default=None,
+    help="Input size in pixels ([train] image_size).",
+)
+@click.option("--width", type=setting_type("train", "width"), default=None, help="Encoder width ([train] width).")
+@click.option(
+    "--depth", type=setting_type("train", "depth"), default=None, help="Residual blocks per stage ([train] depth)."
+)
+@click.option(
+    "--batch-size", type=setting_type("train", "batch_size"), default=None, help="Batch size ([train] batch_size)."
+)
 @click.option(
     "--norm",
     default=None,
     help="Encoder normalisation, batch or group ([train] norm; batch folds into the convolutions at export).",
 )
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None, help="Peak learning rate.")
-@click.option("--threads", type=click.IntRange(0), default=None, help="Torch threads; 0 = torch's default.")
+@click.option("--learning-rate", type=setting_type("train", "learning_rate"), default=None, help="Peak learning rate.")
+@click.option(
+    "--threads", type=setting_type("train", "threads"), default=None, help="Torch threads; 0 = torch's default."
+)
 @click.option("--force", is_flag=True, help="Retrain tasks that already have a result with these settings.")
 @format_option()
 @workspace_option

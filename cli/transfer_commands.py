@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, workspace_option
+from taskonomy_db.cli.app import (
+    cli,
+    echo_json,
+    format_option,
+    open_workspace,
+    render_rows,
+    setting_type,
+    workspace_option,
+)
 
 BASELINES = ("gold", "scratch", "random")
 
@@ -21,20 +29,31 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--targets", multiple=True, help="Target tasks, comma-separated (default: every extracted target).")
 @click.option("--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one).")
 @click.option(
-    "--transfer-images", type=click.IntRange(1), default=None, help="Train images per readout (the paper's 1k/16k)."
+    "--transfer-images",
+    type=setting_type("transfer", "transfer_images"),
+    default=None,
+    help="Train images per readout (the paper's 1k/16k).",
 )
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Readout (and scratch) training epochs.")
 @click.option(
-    "--max-order", type=click.IntRange(1), default=None, help="Highest order of source sets (1 = first order only)."
+    "--epochs", type=setting_type("transfer", "epochs"), default=None, help="Readout (and scratch) training epochs."
 )
 @click.option(
-    "--beam", type=click.IntRange(1), default=None, help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1."
+    "--max-order",
+    type=setting_type("transfer", "max_order"),
+    default=None,
+    help="Highest order of source sets (1 = first order only).",
+)
+@click.option(
+    "--beam",
+    type=setting_type("transfer", "beam"),
+    default=None,
+    help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1.",
 )
 @click.option("--baselines", default=None, help=f"Comma-separated subset of {','.join(BASELINES)}; 'none' for none.")
 @click.option("--seed", type=int, default=None, help="Seed (default: the study seed).")
 @click.option(
     "--workers",
-    type=click.IntRange(0),
+    type=setting_type("transfer", "workers"),
     default=None,
     help="Worker processes ([transfer] workers; 0 = one per core, 1 = in this process).",
 )

@@ -28,7 +28,7 @@ from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
 from taskonomy_db.models.networks import ENCODER_STRIDE, NORMS, NetworkConfig, TaskNetwork, create_task_network
 from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
-from taskonomy_db.workspace import Number, Workspace, check_numbers
+from taskonomy_db.workspace import TRAIN_NUMBERS, Workspace, check_numbers
 
 # The [train] section of tdb.toml; CLI flags override single keys. Sized for a 2-core CPU at 64 px. Epochs are
 # sized to the default dataset (576 views): 11 epochs there are the steps 16 took on 384 views, and with the
@@ -47,17 +47,6 @@ DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
     "threads": 0,  # 0 = torch's default
 }
 # The same bounds as the CLI flags that override them.
-TRAIN_NUMBERS = {
-    "image_size": Number(int, 8),
-    "epochs": Number(int, 1),
-    "width": Number(int, 1),
-    "depth": Number(int, 0),
-    "representation_channels": Number(int, 1),
-    "batch_size": Number(int, 2),
-    "learning_rate": Number(float, 0, above=True),
-    "weight_decay": Number(float, 0),
-    "threads": Number(int, 0),
-}
 EVAL_BATCH = 128
 # Bumped whenever the training procedure changes what a given [train] setting produces, so stored results
 # of an older recipe are retrained rather than skipped.

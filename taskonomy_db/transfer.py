@@ -54,7 +54,7 @@ from taskonomy_db.training import (
     per_image_losses,
     train_settings,
 )
-from taskonomy_db.workspace import ANY_INTEGER, Number, Workspace, check_numbers
+from taskonomy_db.workspace import TRANSFER_NUMBERS, Workspace, check_numbers
 
 BASELINES = (GOLD, SCRATCH, RANDOM)
 KINDS = ("transfer", *BASELINES)
@@ -72,15 +72,6 @@ DEFAULT_TRANSFER_SETTINGS: dict[str, Any] = {
     "beam": 5,
     "baselines": list(BASELINES),
     "workers": 0,  # 0 = one per core
-}
-TRANSFER_NUMBERS = {
-    **{
-        key: Number(int, 1) for key in ("transfer_images", "epochs", "batch_size", "readout_width", "max_order", "beam")
-    },
-    "learning_rate": Number(float, 0, above=True),
-    "weight_decay": Number(float, 0),
-    "workers": Number(int, 0),
-    "seed": ANY_INTEGER,
 }
 # Only these change what a readout learns; the rest (which transfers, how fast) leave finished transfers valid.
 RESULT_SETTINGS = ("transfer_images", "epochs", "batch_size", "learning_rate", "weight_decay", "readout_width")

@@ -52,6 +52,29 @@ class Number:
 
 ANY_INTEGER = Number(int, -(2**63))  # a seed
 
+# The rules of the numeric [train] and [transfer] settings. They live here, away from the torch-importing
+# modules that apply them, so the CLI can give each overriding flag the same bounds without importing torch.
+TRAIN_NUMBERS = {
+    "image_size": Number(int, 8),
+    "epochs": Number(int, 1),
+    "width": Number(int, 1),
+    "depth": Number(int, 0),
+    "representation_channels": Number(int, 1),
+    "batch_size": Number(int, 2),
+    "learning_rate": Number(float, 0, above=True),
+    "weight_decay": Number(float, 0),
+    "threads": Number(int, 0),
+}
+TRANSFER_NUMBERS = {
+    **{
+        key: Number(int, 1) for key in ("transfer_images", "epochs", "batch_size", "readout_width", "max_order", "beam")
+    },
+    "learning_rate": Number(float, 0, above=True),
+    "weight_decay": Number(float, 0),
+    "workers": Number(int, 0),
+    "seed": ANY_INTEGER,
+}
+
 
 def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Number], error: type[Exception]) -> None:
     """Raise `error` naming the first setting of `section` that breaks its rule (a wrong type or a bad value in

@@ -76,3 +76,23 @@ def test_conflicting_or_out_of_range_options_are_usage_errors(tmp_path, args, me
 def test_a_bare_tdb_still_shows_the_help():
     result = CliRunner().invoke(cli, [])
     assert "Commands:" in result.output and "Error" not in result.output
+
+
+def test_setting_flags_refuse_exactly_what_tdb_toml_refuses():
+    # Each [train]/[transfer] flag takes its bounds from the rule tdb.toml is checked against, so a value is
+    # either refused by both (flag: exit 2; file: a one-line error naming the key) or by neither.
+    from taskonomy_db.cli.app import setting_type
+    from taskonomy_db.workspace import TRAIN_NUMBERS, TRANSFER_NUMBERS
+
+    for section, rules in (("train", TRAIN_NUMBERS), ("transfer", TRANSFER_NUMBERS)):
+        for key, rule in rules.items():
+            kind = setting_type(section, key)
+            step = 1 if rule.kind is int else 0.5
+            for value in (rule.minimum - step, rule.minimum, rule.minimum + step):
+                value = rule.kind(value)
+                try:
+                    kind.convert(value, None, None)
+                    flag_takes_it = True
+                except click.BadParameter:
+                    flag_takes_it = False
+                assert flag_takes_it == (rule.check(key, value) is None), (section, key, value)
