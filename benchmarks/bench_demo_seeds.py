@@ -22,6 +22,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from taskonomy_db.demo import own_encoder_ranks, tree_against_groups
+from taskonomy_db.tree import members_by_cluster
 from taskonomy_db.workspace import Workspace
 
 EXTRA_SEEDS = 2
@@ -38,23 +39,19 @@ def tdb(*args: str) -> None:
 def measure(path: Path) -> dict:
     db = Workspace.open(path).db
     tree, clusters, ari = tree_against_groups(db)
-    ranks = own_encoder_ranks(db)
-    groups: dict[int, list[str]] = {}
-    for task, cluster in clusters.items():
-        groups.setdefault(cluster, []).append(task)
     return {
         "ari": ari,
-        "ranks": ranks,
+        "ranks": own_encoder_ranks(db),
         "features": dict(zip(tree.targets, tree.features.T, strict=True)),
-        "tasks": tree.tasks,
-        "groups": [sorted(g) for _, g in sorted(groups.items())],
+        "groups": members_by_cluster(clusters),
     }
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-seeds-") as tmp:
-        source = Path(os.environ["TDB_BENCH_DEMO"]) if os.environ.get("TDB_BENCH_DEMO") else Path(tmp) / "demo"
-        if not os.environ.get("TDB_BENCH_DEMO"):
+        given = os.environ.get("TDB_BENCH_DEMO")
+        source = Path(given) if given else Path(tmp) / "demo"
+        if not given:
             tdb("demo", str(source), "--format", "json")
         study_seed = Workspace.open(source).seed
         runs = {study_seed: measure(source)}
@@ -84,8 +81,9 @@ def main() -> None:
     print("\nSpearman's rho between each target's source ranking under the study seed and under the other seeds:\n")
     print("| target | " + " | ".join(f"seed {s}" for s in list(runs)[1:]) + " |")
     print("|---|" + "---:|" * (len(runs) - 1))
+    others = list(runs.values())[1:]
     for target, column in first["features"].items():
-        rhos = [spearmanr(column, run["features"][target])[0] for run in list(runs.values())[1:]]
+        rhos = [spearmanr(column, run["features"][target])[0] for run in others]
         print(f"| {target} | " + " | ".join(f"{rho:.2f}" for rho in rhos) + " |")
 
 

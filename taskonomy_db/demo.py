@@ -205,17 +205,14 @@ def tree_against_groups(db: Database) -> tuple[TaskTree, dict[str, int], float]:
 
 
 def step_tree(state: DemoState) -> str:
-    from taskonomy_db.tree import draw_dendrogram
+    from taskonomy_db.tree import draw_dendrogram, members_by_cluster
 
     tree, clusters, ari = tree_against_groups(state.workspace.db)
     draw_dendrogram(tree, clusters, state.workspace.path("reports"))
     state.facts["tree_ari_3d_vs_2d"] = ari
-    by_cluster: dict[int, list[str]] = {}
-    for task, cluster in clusters.items():
-        by_cluster.setdefault(cluster, []).append(task)
-    state.facts["tree_groups"] = [sorted(tasks) for _, tasks in sorted(by_cluster.items())]
-    n_clusters = len(set(clusters.values()))
-    return f"{len(tree.tasks)} tasks in {n_clusters} groups; 3D vs 2D adjusted Rand index {ari:.2f}"
+    state.facts["tree_groups"] = members_by_cluster(clusters)
+    n_groups = len(state.facts["tree_groups"])
+    return f"{len(tree.tasks)} tasks in {n_groups} groups; 3D vs 2D adjusted Rand index {ari:.2f}"
 
 
 def step_taxonomy(state: DemoState) -> str:

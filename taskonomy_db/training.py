@@ -46,7 +46,6 @@ DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
     "weight_decay": 0.0001,
     "threads": 0,  # 0 = torch's default
 }
-# The same bounds as the CLI flags that override them.
 EVAL_BATCH = 128
 # Bumped whenever the training procedure changes what a given [train] setting produces, so stored results
 # of an older recipe are retrained rather than skipped.

@@ -70,6 +70,14 @@ class TaskTree:
         return {task: renumber[int(label)] for task, label in zip(self.tasks, labels, strict=True)}
 
 
+def members_by_cluster(clusters: dict[str, int]) -> list[list[str]]:
+    """The tasks of each cluster that has any, sorted, in cluster order."""
+    members: dict[int, list[str]] = {}
+    for task, cluster in clusters.items():
+        members.setdefault(cluster, []).append(task)
+    return [sorted(tasks) for _, tasks in sorted(members.items())]
+
+
 def build_tree(db: Database, origin: str | None = None) -> TaskTree:
     """Cluster the active (or given) origin's first-order affinities into the task similarity tree."""
     matrix = first_order_matrix(db, origin)

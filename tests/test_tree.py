@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
-from taskonomy_db.tree import PAPER_GROUPS, adjusted_rand_index
+from taskonomy_db.tree import PAPER_GROUPS, adjusted_rand_index, members_by_cluster
 from taskonomy_db.workspace import Workspace
 from tests.conftest import PUBLISHED
 
@@ -41,6 +41,7 @@ def test_tree_recovers_the_papers_four_groups(workspace_16k):
     ari = adjusted_rand_index([truth[t] for t in scored], [tree["clusters"][t] for t in scored])
     assert ari >= 0.8 and ari == pytest.approx(tree["adjusted_rand_index_vs_paper"])
     assert len(tree["groups"]) == 4
+    assert members_by_cluster(tree["clusters"]) == tree["groups"]  # what `tdb demo` prints as the tree's groups
     for path in (tree["png"], tree["svg"]):
         assert (workspace_16k.root / "reports" / path.rsplit("/", 1)[-1]).stat().st_size > 1000
     assert workspace_16k.path("reports", "task_tree.svg").read_text().lstrip().startswith("<?xml")
