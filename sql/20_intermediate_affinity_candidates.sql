@@ -1,12 +1,16 @@
 -- view: affinity_candidates
--- grain: one row per (target, source set) with a done transfer: every candidate AHP ranks for that target,
---        the gold, scratch and random baselines included where measured
--- columns: target, source_index (1..n within the target, by sources), sources, "order", kind, transfer_id
+-- grain: one row per (target, source set) with a done transfer: every candidate compared image by image for
+--        that target, the gold, scratch and random baselines included where measured
+-- columns: target, source_index (1..n within the target: AHP candidates by sources, then scratch), sources,
+--          "order", kind, is_ahp_candidate (false for scratch), transfer_id
 -- upstream: transfers
 -- A target's candidates all come from its latest settings (the settings_hash of its most recently finished done
 -- transfer): AHP compares sources image by image, so a readout trained on more images or epochs must not compete
 -- with ones trained on fewer. A source set measured more than once under those settings (a rerun, a retrained
 -- encoder) counts once: its latest done transfer.
+-- scratch is compared with every candidate (its win rates are Gain) but is no AHP candidate: the paper's released
+-- affinities never list it, and a network trained from pixels is not a representation a taxonomy could supervise.
+-- It is numbered last so the AHP candidates of a target are exactly source_index 1..n.
 create or replace view affinity_candidates as
 with
 
@@ -38,10 +42,11 @@ latest as (
 final as (
     select
         target,
-        row_number() over (partition by target order by sources)::integer as source_index,
+        row_number() over (partition by target order by kind = 'scratch', sources)::integer as source_index,
         sources,
         "order",
         kind,
+        kind <> 'scratch' as is_ahp_candidate,
         transfer_id
     from latest
 )

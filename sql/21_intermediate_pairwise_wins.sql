@@ -1,7 +1,8 @@
 -- view: pairwise_wins
 -- grain: one row per (target, candidate i, candidate j), i = j included, over the test images every candidate
 --        of the target has a loss for
--- columns: target, source_index_i, source_index_j, sources_i, sources_j, n_wins (images where i's loss is lower
+-- columns: target, source_index_i, source_index_j, sources_i, sources_j, is_ahp_pair (both are AHP candidates:
+--          neither is scratch), n_wins (images where i's loss is lower
 --          than j's, ties counted as half), n_images, win_rate (n_wins / n_images; 0.5 on the diagonal)
 -- upstream: affinity_candidates, losses
 create or replace view pairwise_wins as
@@ -9,7 +10,8 @@ with
 
 -- target_number: the heavy steps below group hundreds of millions of rows, faster by an integer than a string
 candidates as (
-    select dense_rank() over (order by target) as target_number, target, source_index, sources, transfer_id
+    select dense_rank() over (order by target) as target_number, target, source_index, sources, is_ahp_candidate,
+        transfer_id
     from affinity_candidates
 ),
 
@@ -179,6 +181,7 @@ final as (
         all_pairs.source_index_j,
         candidates_i.sources as sources_i,
         candidates_j.sources as sources_j,
+        candidates_i.is_ahp_candidate and candidates_j.is_ahp_candidate as is_ahp_pair,
         all_pairs.n_wins,
         all_pairs.n_images,
         all_pairs.n_wins / all_pairs.n_images as win_rate

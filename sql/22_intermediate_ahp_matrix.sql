@@ -1,18 +1,22 @@
 -- view: ahp_matrix
 -- grain: one row per (target, candidate i, candidate j), the diagonal included
--- columns: target, source_index_i, source_index_j, win_rate (W), win_rate_clipped (W clipped to [0.001, 0.999],
---          the paper's Laplace smoothing), win_ratio (W' = W / W^T: how many times more often i beats j than j beats i)
+-- columns: target, source_index_i, source_index_j, is_ahp_pair, win_rate (W), win_rate_clipped (W clipped to
+--          [0.001, 0.999], the paper's Laplace smoothing), win_ratio (W' = W / W^T: how many times more often i
+--          beats j than j beats i; null unless is_ahp_pair)
+-- Pairs with scratch stay (their win rates are Gain) without a ratio: W' and its eigenvector are over the AHP
+-- candidates alone.
 -- upstream: pairwise_wins
 -- With ties counted as half, w_ji = 1 - w_ij, and the clip bounds are symmetric, so W^T needs no self-join.
 create or replace view ahp_matrix as
 with
 
 wins as (
-    select target, source_index_i, source_index_j, win_rate from pairwise_wins
+    select target, source_index_i, source_index_j, is_ahp_pair, win_rate from pairwise_wins
 ),
 
 clipped as (
-    select target, source_index_i, source_index_j, win_rate, least(greatest(win_rate, 0.001), 0.999) as win_rate_clipped
+    select target, source_index_i, source_index_j, is_ahp_pair, win_rate,
+        least(greatest(win_rate, 0.001), 0.999) as win_rate_clipped
     from wins
 ),
 
@@ -21,9 +25,10 @@ final as (
         target,
         source_index_i,
         source_index_j,
+        is_ahp_pair,
         win_rate,
         win_rate_clipped,
-        win_rate_clipped / (1 - win_rate_clipped) as win_ratio
+        case when is_ahp_pair then win_rate_clipped / (1 - win_rate_clipped) end as win_ratio
     from clipped
 )
 

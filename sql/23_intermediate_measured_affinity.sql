@@ -1,7 +1,7 @@
 -- view: measured_affinity
 -- grain: one row per (target, candidate source set) of the workspace's own transfers
 -- columns: target, sources, "order", kind, affinity (AHP: the principal eigenvector of the target's W', summing
---          to 1 per target), quality (win rate against gold; null if gold is not measured), gain (win rate against
+--          to 1 per target over its AHP candidates; null for scratch, which is no candidate), quality (win rate against gold; null if gold is not measured), gain (win rate against
 --          scratch; null if scratch is not measured), n_squarings (how many squarings the eigenvector took)
 -- upstream: affinity_candidates, ahp_matrix
 --
@@ -15,12 +15,13 @@ with recursive
 
 -- materialized: the quality and gain CTEs read it too, and every read would recompute the pairwise wins
 matrix_entries as materialized (
-    select target, source_index_i, source_index_j, win_rate, win_ratio from ahp_matrix
+    select target, source_index_i, source_index_j, is_ahp_pair, win_rate, win_ratio from ahp_matrix
 ),
 
 ratio_rows as (
     select target, source_index_i, list(win_ratio order by source_index_j) as ratio_row
     from matrix_entries
+    where is_ahp_pair
     group by target, source_index_i
 ),
 
@@ -127,7 +128,7 @@ final as (
         gain_wins.gain,
         affinities.n_squarings
     from affinity_candidates
-    inner join affinities
+    left join affinities
         on affinities.target = affinity_candidates.target
         and affinities.source_index = affinity_candidates.source_index
     left join quality_wins

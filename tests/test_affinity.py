@@ -115,12 +115,25 @@ def test_sql_ahp_equals_numpy_eigenvector(measured):
         rows = [dict(zip(relation.columns, values, strict=True)) for values in relation.fetchall()]
     affinity = _by_key(rows, "affinity")
     for target, candidates in tables.items():
-        keys = sorted(candidates)
+        keys = sorted(k for k in candidates if k != ("scratch",))  # scratch is a Gain reference, no AHP candidate
         _, expected = numpy_ahp(np.stack([candidates[k] for k in keys]))
         got = np.array([affinity[(target, k)] for k in keys])
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9, err_msg=target)
         assert abs(got.sum() - 1) < 1e-12
-    assert len(rows) == sum(len(c) for c in tables.values())
+    assert not any(sources == ("scratch",) for _, sources in affinity)
+    assert len(rows) == sum(len(c) for c in tables.values()) - sum(("scratch",) in c for c in tables.values())
+
+
+def test_scratch_has_gain_rows_but_no_affinity(measured):
+    workspace, tables = measured
+    gain = workspace.db.query("select target, sources, gain from gain").to_pylist()
+    scratch_gain = {r["target"]: r["gain"] for r in gain if r["sources"] == ["scratch"]}
+    assert scratch_gain == {t: 0.5 for t, c in tables.items() if ("scratch",) in c}
+    assert {(r["target"], tuple(r["sources"])) for r in gain} == {
+        (t, k) for t, c in tables.items() if ("scratch",) in c for k in c
+    }
+    matrix = workspace.db.query("select source, affinity, gain from first_order_affinity where source = 'scratch'")
+    assert matrix.num_rows == 2 and matrix.column("affinity").null_count == 2
 
 
 def test_win_rates_quality_and_gain_match_numpy(measured):
@@ -194,7 +207,9 @@ def test_affinity_command_formats(measured):
     result = runner.invoke(cli, ["affinity", "-w", str(workspace.root), "--target", "normal", "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    assert {r["target"] for r in rows} == {"normal"} and abs(sum(r["affinity"] for r in rows) - 1) < 1e-12
+    assert {r["target"] for r in rows} == {"normal"}
+    assert abs(sum(r["affinity"] for r in rows if r["sources"] != ["scratch"]) - 1) < 1e-12
+    assert [r["affinity"] for r in rows if r["sources"] == ["scratch"]] == [None]  # listed for its Gain
     assert {"sources", "order", "affinity", "quality", "gain"} <= set(rows[0])
     result = runner.invoke(cli, ["affinity", "-w", str(workspace.root), "--order", "2", "--format", "csv"])
     assert result.exit_code == 0, result.output
