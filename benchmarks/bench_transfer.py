@@ -26,18 +26,22 @@ import numpy as np
 import torch
 
 from taskonomy_db.data import load_rgb
+from taskonomy_db.demo import PROFILES
 from taskonomy_db.encoders import export_encoders, registered_encoder
 from taskonomy_db.extract import extract, open_session
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
+from taskonomy_db.readout import ROLES, ReadoutGroup, train_readout_group
 from taskonomy_db.training import train_tasks
-from taskonomy_db.transfer import ReadoutGroup, derive_seed, prepare_transfers, run_transfers, train_readout_group
+from taskonomy_db.transfer import derive_seed, prepare_transfers, run_transfers
 from taskonomy_db.workspace import Workspace
 
 
 def build_workspace(root: Path) -> Workspace:
     generate(root / "data", progress=False)
     workspace = Workspace.init(root / "study")
+    workspace.update_settings("split", dict(PROFILES["default"].split))  # the demo's: readouts fit on val
+    workspace.update_settings("transfer", dict(PROFILES["default"].transfer))
     ingest(workspace, root / "data")
     train_tasks(workspace, overrides={"epochs": 1}, progress=False)
     export_encoders(workspace)
@@ -49,23 +53,20 @@ def naive_features(workspace: Workspace, source: str, context, threads: int):
     """Features that run the source's ONNX encoder on every batch, standardised like the stored ones."""
     record = registered_encoder(workspace, source)
     session = open_session(workspace, record, "cpu", threads)
-    pixels = {
-        "train": load_rgb(workspace, context.train_ids.tolist(), record.input_size),
-        "test": load_rgb(workspace, context.test_ids.tolist(), record.input_size),
-    }
+    pixels = {role: load_rgb(workspace, context.image_ids[role].tolist(), record.input_size) for role in ROLES}
 
-    def encode(split: str, rows: np.ndarray) -> np.ndarray:
-        images = pixels[split][rows].astype(np.float32) / np.float32(255)
+    def encode(role: str, rows: np.ndarray) -> np.ndarray:
+        images = pixels[role][rows].astype(np.float32) / np.float32(255)
         if record.normalisation is not None:
             images = (images - record.normalisation[0]) / record.normalisation[1]
         return session.run([record.output_name], {record.input_name: images})[0]
 
-    train = encode("train", np.arange(len(context.train_ids)))  # the standardisation statistics need one pass
-    mean = train.mean(axis=(0, 2, 3), keepdims=True)
-    std = (train - mean).std() + 1e-6
+    fit = encode("fit", np.arange(len(context.image_ids["fit"])))  # the standardisation statistics need one pass
+    mean = fit.mean(axis=(0, 2, 3), keepdims=True)
+    std = (fit - mean).std() + 1e-6
 
-    def features(split: str, rows: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(((encode(split, rows.numpy()) - mean) / std).astype(np.float32))
+    def features(role: str, rows: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(((encode(role, rows.numpy()) - mean) / std).astype(np.float32))
 
     return features
 
@@ -117,7 +118,7 @@ def main() -> int:
     print(
         f"Default generated dataset ({n_views} views at 64 px), {len(plan.targets)} targets x "
         f"{len(plan.sources)} sources, {summary.n_train_images} transfer images, {summary.n_test_images} test "
-        f"images, {plan.settings['epochs']} epochs, batch {plan.settings['batch_size']}, readout width "
+        f"images, up to {plan.settings['max_steps']} steps, batch {plan.settings['batch_size']}, readout width "
         f"{plan.settings['readout_width']}; {cores} cores. Workspace: "
         f"{'given' if given else 'built here, gold networks trained 1 epoch'}.\n"
     )

@@ -29,13 +29,34 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--targets", multiple=True, help="Target tasks, comma-separated (default: every extracted target).")
 @click.option("--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one).")
 @click.option(
+    "--train-split",
+    type=click.Choice(["val", "train"]),
+    default=None,
+    help="Split readouts and scratch train on (default val: no task network trained on it).",
+)
+@click.option(
     "--transfer-images",
     type=setting_type("transfer", "transfer_images"),
     default=None,
-    help="Train images per readout (the paper's 1k/16k).",
+    help="Images each readout trains on (the paper's 1k/16k).",
 )
 @click.option(
-    "--epochs", type=setting_type("transfer", "epochs"), default=None, help="Readout (and scratch) training epochs."
+    "--holdout-images",
+    type=setting_type("transfer", "holdout_images"),
+    default=None,
+    help="Images of other buildings of that split for early stopping.",
+)
+@click.option(
+    "--max-steps",
+    type=setting_type("transfer", "max_steps"),
+    default=None,
+    help="Step budget of each readout (and scratch network); most stop earlier.",
+)
+@click.option(
+    "--patience",
+    type=setting_type("transfer", "patience"),
+    default=None,
+    help="Held-out evaluations without improvement before a readout stops.",
 )
 @click.option(
     "--max-order",
@@ -62,8 +83,11 @@ def transfer_command(
     workspace_path: Path | None,
     targets: tuple[str, ...],
     sources: tuple[str, ...],
+    train_split: str | None,
     transfer_images: int | None,
-    epochs: int | None,
+    holdout_images: int | None,
+    max_steps: int | None,
+    patience: int | None,
     max_order: int | None,
     beam: int | None,
     baselines: str | None,
@@ -74,8 +98,10 @@ def transfer_command(
     """Train a readout for every source -> target (first order, then the beam of higher orders) and the
     gold, scratch and random baselines, storing each one's loss on every test image.
 
-    Settings come from tdb.toml's [transfer] section; options override them for this run. Finished transfers
-    are skipped, so an interrupted run resumes where it stopped. Prints what was done, failed and skipped.
+    Readouts and scratch train on the val split (images no task network trained on), each until its loss on
+    held-out buildings of that split stops improving, and are tested on the test split. Settings come from
+    tdb.toml's [transfer] section; options override them for this run. Finished transfers are skipped, so an
+    interrupted run resumes where it stopped. Prints what was done, failed and skipped.
 
     Example:
 
@@ -87,8 +113,11 @@ def transfer_command(
 
     workspace = open_workspace(workspace_path)
     overrides = {
+        "train_split": train_split,
         "transfer_images": transfer_images,
-        "epochs": epochs,
+        "holdout_images": holdout_images,
+        "max_steps": max_steps,
+        "patience": patience,
         "max_order": max_order,
         "beam": beam,
         "seed": seed,

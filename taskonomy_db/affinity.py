@@ -3,7 +3,11 @@ first-order source x target matrix. The numbers themselves are computed in SQL s
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from taskonomy_db.db import Database
@@ -88,3 +92,32 @@ def first_order_matrix(db: Database, origin: str | None = None, column: str = "a
     for row in rows:
         values[sources.index(row["source"])][targets.index(row["target"])] = row["value"]
     return AffinityMatrix(chosen, sources, targets, values)
+
+
+@contextmanager
+def evidence_store(
+    db: Database, transfer_ids: Sequence[int], image_ids: Sequence[int] | None = None
+) -> Iterator[Database]:
+    """A throwaway store with every view, holding only these transfers and their losses (on `image_ids` alone
+    when given): the views' win rates and AHP over exactly that evidence. The beam ranks sources by the run's
+    first order alone this way, and cross-fitting scores one half of the test images with the other's taxonomy,
+    with the same SQL that serves the workspace."""
+    with tempfile.TemporaryDirectory(prefix="tdb-evidence-") as folder:
+        store = Database(Path(folder) / "evidence.duckdb")
+        store.migrate()
+        with db.connect(read_only=True) as source:
+            transfers = source.sql(
+                "select * from transfers where transfer_id in (select unnest(?))", params=[list(transfer_ids)]
+            ).to_arrow_table()
+            chosen = "select * from losses where transfer_id in (select unnest(?))"
+            if image_ids is None:
+                losses = source.sql(chosen, params=[list(transfer_ids)]).to_arrow_table()
+            else:
+                chosen += " and image_id in (select unnest(?))"
+                losses = source.sql(chosen, params=[list(transfer_ids), list(image_ids)]).to_arrow_table()
+        with store.transaction() as con:
+            con.register("copied_transfers", transfers)
+            con.register("copied_losses", losses)
+            con.execute("insert into transfers by name select * from copied_transfers")
+            con.execute("insert into losses by name select * from copied_losses")
+        yield store

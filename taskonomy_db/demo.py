@@ -32,10 +32,11 @@ class DemoError(TdbError):
 
 @dataclass(frozen=True)
 class Profile:
-    """How big a demo is: the dataset, the tasks, and the training and transfer budgets."""
+    """How big a demo is: the dataset and its split, the tasks, and the training and transfer budgets."""
 
     name: str
     dataset: dict[str, int]
+    split: dict[str, float]  # building fractions per split
     tasks: tuple[str, ...] | None  # None: every registered task
     train: dict[str, Any]
     transfer: dict[str, Any]
@@ -65,29 +66,45 @@ DEFAULT_TASKS = (
     "jigsaw",
 )
 
+# The split gives each role its own buildings, as the original: task networks train on train, readouts fit on
+# val and stop early on held-out val buildings, and the test split is large enough to rank sources image by
+# image (the default: 432 test images from 18 buildings).
+EVEN_SPLIT = {"train": 0.375, "val": 0.25, "test": 0.375}
+
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
         dataset={"n_buildings": 6, "rooms_per_building": 2, "points_per_room": 2, "views_per_point": 2, "size": 32},
+        split={"train": 1, "val": 1, "test": 1},
         tasks=("depth_zbuffer", "depth_euclidean", "normal", "edge_texture", "keypoints2d", "autoencoding"),
         train={"image_size": 32, "epochs": 3, "width": 16},
-        transfer={"transfer_images": 24, "epochs": 5, "max_order": 2, "beam": 3},
+        transfer={
+            "transfer_images": 8,
+            "holdout_images": 8,
+            "max_steps": 60,
+            "eval_every": 5,
+            "patience": 3,
+            "max_order": 2,
+            "beam": 3,
+        },
         budgets=(2, 3),
         n_random=100,
     ),
     "default": Profile(
         name="default",
-        dataset={"n_buildings": 24, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 2, "size": 64},
+        dataset={"n_buildings": 48, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 2, "size": 64},
+        split=EVEN_SPLIT,
         tasks=DEFAULT_TASKS,
         train={"image_size": 64, "epochs": 11, "width": 16},
-        transfer={"transfer_images": 192, "epochs": 12, "max_order": 2, "beam": 5},
+        transfer={"transfer_images": 216, "holdout_images": 64, "max_order": 2, "beam": 5},
     ),
     "full": Profile(
         name="full",
-        dataset={"n_buildings": 16, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 4, "size": 64},
+        dataset={"n_buildings": 32, "rooms_per_building": 3, "points_per_room": 4, "views_per_point": 4, "size": 64},
+        split=EVEN_SPLIT,
         tasks=None,
         train={"image_size": 64, "epochs": 12},
-        transfer={"transfer_images": 256, "epochs": 20, "max_order": 3, "beam": 5},
+        transfer={"transfer_images": 288, "holdout_images": 64, "max_order": 3, "beam": 5},
         budgets=(2, 3, 4, 6),
         max_order=3,
     ),
@@ -181,13 +198,44 @@ def own_encoder_ranks(db: Database) -> dict[str, int | None]:
     return {row["target"]: row["own_rank"] for row in rows}
 
 
+def best_other_sources(db: Database) -> dict[str, str]:
+    """Each target's best first-order source by affinity other than its own encoder and the baselines."""
+    rows = db.query(
+        """
+        select target, sources[1] as source
+        from affinity
+        where "order" = 1 and sources[1] <> target and sources[1] not in ('gold', 'scratch', 'random')
+        qualify row_number() over (partition by target order by affinity desc, sources[1]) = 1
+        order by target
+        """
+    ).to_pylist()
+    return {row["target"]: row["source"] for row in rows}
+
+
+def median_first_order_gain(db: Database) -> float | None:
+    """The median Gain (win rate against scratch) of the first-order transfers."""
+    return db.scalar(
+        """select median(gain) from measured_affinity where kind = 'transfer' and "order" = 1 and gain is not null"""
+    )
+
+
 def step_affinity(state: DemoState) -> str:
     db = state.workspace.db
     n_affinities = db.scalar("select count(*) from affinity")
     ranks = own_encoder_ranks(db)
     in_top3 = [target for target, rank in ranks.items() if rank is not None and rank <= 3]
     state.facts["own_encoder_in_top3"] = {"n": len(in_top3), "of": len(ranks)}
-    return f"{n_affinities} affinities; own encoder among the 3 best sources for {len(in_top3)}/{len(ranks)} targets"
+    best = best_other_sources(db)
+    depths = ("depth_zbuffer", "depth_euclidean")
+    if all(d in best for d in depths):
+        state.facts["depth_pair_best"] = {d: best[d] for d in depths}
+    gain = median_first_order_gain(db)
+    state.facts["median_first_order_gain"] = gain
+    shown = "n/a" if gain is None else f"{gain:.2f}"
+    return (
+        f"{n_affinities} affinities; own encoder among the 3 best sources for {len(in_top3)}/{len(ranks)} targets;"
+        f" median first-order Gain {shown}"
+    )
 
 
 def tree_against_groups(db: Database) -> tuple[TaskTree, dict[str, int], float]:
@@ -216,6 +264,7 @@ def step_tree(state: DemoState) -> str:
 
 
 def step_taxonomy(state: DemoState) -> str:
+    from taskonomy_db.significance import cross_fitted_sweep
     from taskonomy_db.taxonomy import load_affinity_rows, load_measurements, sweep
 
     db = state.workspace.db
@@ -232,12 +281,13 @@ def step_taxonomy(state: DemoState) -> str:
     )
     chosen = {cell.budget: cell for cell in cells if cell.max_order == order and cell.budget in state.profile.budgets}
     state.facts["taxonomies"] = {b: cell.taxonomy for b, cell in sorted(chosen.items()) if cell.taxonomy}
-    state.facts["significance"] = {f"budget {b}, order {order}": cell.percentile for b, cell in sorted(chosen.items())}
+    # The check scores each taxonomy on test buildings it was not chosen on (see taskonomy_db.significance).
+    crossed = cross_fitted_sweep(db, state.profile.budgets, [order], state.profile.n_random, state.workspace.seed)
+    state.facts["significance"] = {f"budget {c.budget}, order {order}": c.percentile for c in crossed}
     shown = ", ".join(
-        f"budget {b}: {'infeasible' if c.percentile is None else f'{c.percentile:.0f}'}"
-        for b, c in sorted(chosen.items())
+        f"budget {c.budget}: {'infeasible' if c.percentile is None else f'{c.percentile:.0f}'}" for c in crossed
     )
-    return f"{len(cells)} (budget, order) taxonomies solved; Quality percentile vs random policies: {shown}"
+    return f"{len(cells)} (budget, order) taxonomies solved; cross-fitted Quality percentile vs random: {shown}"
 
 
 def step_report(state: DemoState) -> str:
@@ -293,6 +343,7 @@ def prepare_workspace(path: Path, profile: Profile, seed: int) -> Workspace:
         return workspace
     workspace = Workspace.init(path, seed=seed)
     workspace.update_settings("demo", {"profile": profile.name})
+    workspace.update_settings("split", dict(profile.split))
     workspace.update_settings("train", dict(profile.train))
     workspace.update_settings("transfer", dict(profile.transfer))
     return workspace
@@ -334,10 +385,17 @@ def echo_summary(state: DemoState) -> None:
     top3 = facts["own_encoder_in_top3"]
     echo("Checks:")
     echo(f"  own encoder among its 3 best sources: {top3['n']}/{top3['of']} targets")
+    if "depth_pair_best" in facts:
+        best = facts["depth_pair_best"]
+        mutual = best["depth_zbuffer"] == "depth_euclidean" and best["depth_euclidean"] == "depth_zbuffer"
+        listed = ", ".join(f"{target} <- {source}" for target, source in best.items())
+        echo(f"  depth pair each other's best source: {'yes' if mutual else 'no'} ({listed})")
     echo(f"  tree, 3D vs 2D adjusted Rand index: {facts['tree_ari_3d_vs_2d']:.2f}")
     for cell, percentile in facts["significance"].items():
         shown = "infeasible" if percentile is None or math.isnan(percentile) else f"percentile {percentile:.0f}"
-        echo(f"  taxonomy Quality vs {state.profile.n_random} random policies, {cell}: {shown}")
+        echo(f"  taxonomy Quality vs {state.profile.n_random} random policies (cross-fitted), {cell}: {shown}")
+    gain = facts["median_first_order_gain"]
+    echo(f"  median first-order Gain: {'n/a' if gain is None else f'{gain:.2f}'}")
 
 
 def summary_json(state: DemoState) -> str:

@@ -54,7 +54,7 @@ MAX_ROLL = math.radians(10)
 
 @dataclass(frozen=True)
 class GenerateSettings:
-    n_buildings: int = 24
+    n_buildings: int = 48
     rooms_per_building: int = 3
     points_per_room: int = 4
     views_per_point: int = 2

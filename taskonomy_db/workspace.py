@@ -67,8 +67,19 @@ TRAIN_NUMBERS = {
 }
 TRANSFER_NUMBERS = {
     **{
-        key: Number(int, 1) for key in ("transfer_images", "epochs", "batch_size", "readout_width", "max_order", "beam")
+        key: Number(int, 1)
+        for key in (
+            "transfer_images",
+            "holdout_images",
+            "max_steps",
+            "eval_every",
+            "patience",
+            "readout_width",
+            "max_order",
+            "beam",
+        )
     },
+    "batch_size": Number(int, 2),  # the scratch network's batch norm needs two images
     "learning_rate": Number(float, 0, above=True),
     "weight_decay": Number(float, 0),
     "workers": Number(int, 0),

@@ -25,15 +25,10 @@ from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
+from taskonomy_db.readout import Patience, ReadoutBank, TransferError
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
-from taskonomy_db.transfer import (
-    ReadoutBank,
-    TransferError,
-    beam_source_sets,
-    first_order_ranking,
-    run_transfers,
-)
+from taskonomy_db.transfer import beam_source_sets, first_order_ranking, run_transfers
 from taskonomy_db.workspace import Workspace
 from tests.test_affinity import numpy_ahp
 from tests.test_models import export_tiny
@@ -43,7 +38,8 @@ TRAIN = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads"
 TRAINED = ["depth_zbuffer", "depth_euclidean", "normal", "class_scene", "segment_semantic", "reshading"]
 EXTRACTED = ["depth_zbuffer", "depth_euclidean", "normal", "class_scene", "segment_semantic", "random"]
 TARGETS = ["depth_zbuffer", "depth_euclidean", "class_scene", "segment_semantic"]
-FAST = {"transfer_images": 8, "epochs": 2, "batch_size": 4, "workers": 1}
+FAST = {"transfer_images": 6, "holdout_images": 4, "max_steps": 6, "eval_every": 2, "patience": 2, "batch_size": 4,
+        "workers": 1}  # fmt: skip
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -51,12 +47,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    """Trained for one epoch, exported and extracted; `reshading` is trained but deliberately not extracted."""
+    """Trained for one epoch, exported and extracted; `reshading` is trained but deliberately not extracted.
+    Two buildings (12 images) per split: readouts fit on one val building and stop early on the other."""
     data = tmp_path_factory.mktemp("generated") / "data"
-    generate(data, n_buildings=4, rooms_per_building=1, points_per_room=2, views_per_point=3, size=SIZE,
+    generate(data, n_buildings=6, rooms_per_building=1, points_per_room=2, views_per_point=3, size=SIZE,
              workers=1, progress=False)  # fmt: skip
     workspace = Workspace.init(tmp_path_factory.mktemp("ws") / "study")
     workspace.update_settings("train", TRAIN)
+    workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
+    workspace.update_settings("transfer", {"holdout_images": 4})
     ingest(workspace, data)
     train_tasks(workspace, TRAINED, progress=False)
     export_encoders(workspace, EXTRACTED)
@@ -143,10 +142,21 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
         assert sorted(t["target"] for t in first if t["kind"] == kind) == sorted(TARGETS)
         assert all(t["sources"] == [kind] for t in first if t["kind"] == kind)
 
-    # Order 2: all pairs of the top 3 of each target's ranking in the store, the target itself left out.
-    first_keys = [t["transfer_key"] for t in first if t["kind"] == "transfer"]
+    # Order 2: all pairs of the top 3 of each target's ranking by first-order AHP affinity (numpy's eigenvector
+    # over the first order, gold and random: the run's later orders must not move it), the target left out.
+    first_keys = [t["transfer_key"] for t in first]
     ranking = first_order_ranking(workspace, first_keys)
+    losses = losses_by_key(workspace)
     for target in TARGETS:
+        candidates = sorted((t["sources"][0], t["transfer_key"]) for t in first if t["target"] == target)
+        candidates = [(name, key) for name, key in candidates if name != "scratch"]
+        _, vector = numpy_ahp(np.stack([[loss for _, loss in losses[key]] for _, key in candidates]))
+        expected = sorted(
+            ((name, value) for (name, _), value in zip(candidates, vector, strict=True)),
+            key=lambda item: (-item[1], item[0]),
+        )
+        expected_names = [name for name, _ in expected if name not in (target, "gold", "random")]
+        assert ranking[target] == expected_names
         assert target not in ranking[target] and len(ranking[target]) == len(sources) - 1
         pairs = {tuple(t["sources"]) for t in transfers if t["order"] == 2 and t["target"] == target}
         assert pairs == {tuple(sorted(p)) for p in itertools.combinations(ranking[target][:3], 2)}
@@ -172,10 +182,10 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
     row = transfers[0]  # a gold baseline: its key ends with its network's weights' sha256
     network, _ = load_gold_network(workspace, row["target"])
     assert row["transfer_key"] == (
-        f"{row['kind']}:{row['target']}:{'+'.join(row['sources'])}:8:{summary.settings_hash}"
+        f"{row['kind']}:{row['target']}:{'+'.join(row['sources'])}:6:{summary.settings_hash}"
         f":{network_sha256(network)[:12]}"
     )
-    assert row["settings_hash"] == summary.settings_hash and row["n_train_images"] == 8
+    assert row["settings_hash"] == summary.settings_hash and row["n_train_images"] == 6
     assert stored(workspace, "select status from runs where command = 'transfer'") == [{"status": "done"}]
 
     # A rerun finds everything finished and writes nothing.
@@ -184,16 +194,62 @@ def test_orders_one_and_two_with_baselines_fill_the_store_by_contract(workspace)
     assert sum(entry["skipped"] for entry in again.counts.values()) == len(transfers)
     assert workspace.db.scalar("select count(*) from transfers") == len(transfers)
 
-    # The SQL AHP on these real losses equals numpy's principal eigenvector of the same W'.
+    # The SQL AHP on these real losses equals numpy's principal eigenvector of the same W' (scratch is no
+    # candidate).
     affinity = {(r["target"], tuple(r["sources"])): r["affinity"] for r in stored(workspace, "select * from affinity")}
     by_target: dict[str, dict[tuple[str, ...], np.ndarray]] = {}
     for key, rows in losses_by_key(workspace).items():
         kind, target, sources = key.split(":")[:3]
-        by_target.setdefault(target, {})[tuple(sources.split("+"))] = np.array([loss for _, loss in rows])
+        if kind != "scratch":
+            by_target.setdefault(target, {})[tuple(sources.split("+"))] = np.array([loss for _, loss in rows])
     for target, candidates in by_target.items():
         names = sorted(candidates)
         _, expected = numpy_ahp(np.stack([candidates[name] for name in names]))
         np.testing.assert_allclose([affinity[(target, name)] for name in names], expected, rtol=0, atol=1e-9)
+
+
+def test_readouts_and_scratch_train_on_images_no_task_network_trained_on(workspace):
+    targets, sources = ["depth_zbuffer", "class_scene"], ["depth_zbuffer", "normal"]
+    run_transfers(workspace, dict(FAST, max_order=1), targets, sources, progress=False)
+    rows = stored(workspace, "select transfer_id, kind, image_id, split, role from transfer_train_images")
+    trained = stored(workspace, "select transfer_id from transfers where kind in ('transfer', 'scratch', 'random')")
+    assert {r["transfer_id"] for r in rows} == {t["transfer_id"] for t in trained} and len(trained) == 8
+    gold_trained = stored(workspace, "select image_id from images where split = 'train'")
+    assert not {r["image_id"] for r in gold_trained} & {r["image_id"] for r in rows}
+    assert {r["split"] for r in rows} == {"val"}
+    for transfer in trained:
+        roles = [r["role"] for r in rows if r["transfer_id"] == transfer["transfer_id"]]
+        assert roles.count("fit") == 6 and roles.count("holdout") == 4
+    # Early stopping judges buildings the readout never fit on.
+    building = {r["image_id"]: r["building"] for r in stored(workspace, "select image_id, building from images")}
+    fit = {building[r["image_id"]] for r in rows if r["role"] == "fit"}
+    holdout = {building[r["image_id"]] for r in rows if r["role"] == "holdout"}
+    assert fit and holdout and not fit & holdout
+    assert workspace.db.scalar("select count(*) from transfers where kind = 'gold' and image_set is not null") == 0
+
+
+def test_readouts_stop_when_the_held_out_loss_stops_improving(workspace):
+    settings = dict(FAST, max_order=1, max_steps=300, eval_every=1, patience=2, baselines=["scratch"])
+    run_transfers(workspace, settings, ["depth_zbuffer", "class_scene"], ["normal"], progress=False)
+    rows = stored(workspace, "select kind, n_steps, best_step from transfers")
+    assert len(rows) == 4 and all(0 <= r["best_step"] <= r["n_steps"] <= 300 for r in rows)
+    stopped = [r for r in rows if r["n_steps"] < 300]
+    assert stopped, rows  # six fit images are memorised long before 300 steps
+    assert all(r["n_steps"] - r["best_step"] == 2 for r in stopped)  # two evaluations without improvement
+
+
+def test_patience_counts_evaluations_without_improvement():
+    watch = Patience(2)
+    assert watch.update(1.0, 10) and not watch.update(1.0, 20) and not watch.stopped
+    assert watch.update(0.5, 30) and not watch.update(0.7, 40) and not watch.update(0.6, 50)
+    assert watch.stopped and watch.best == 0.5 and watch.best_step == 30
+
+
+def test_retired_epochs_setting_says_what_replaced_it(workspace):
+    workspace.update_settings("transfer", {"epochs": 12})
+    result = CliRunner().invoke(cli, ["transfer", "-w", str(workspace.root)])
+    assert result.exit_code == 1 and "[transfer] epochs is no longer a setting" in result.output
+    assert "max_steps" in result.output and result.output.count("\n") == 1
 
 
 def test_a_retrained_encoder_is_transferred_again_not_skipped(workspace):
@@ -231,14 +287,16 @@ def test_a_diverged_transfer_is_recorded_as_failed_without_losses(workspace):
     result = CliRunner().invoke(
         cli,
         ["transfer", "-w", str(workspace.root), "--targets", "depth_zbuffer", "--sources", "normal",
-         "--baselines", "random", "--transfer-images", "8", "--epochs", "2", "--max-order", "1"],
+         "--baselines", "random", "--transfer-images", "6", "--holdout-images", "4", "--max-steps", "4",
+         "--max-order", "1"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0
     workspace.update_settings("transfer", {"learning_rate": 1e30})
     result = CliRunner().invoke(
         cli, ["transfer", "-w", str(workspace.root), "--targets", "depth_zbuffer", "--sources", "normal",
-              "--baselines", "random", "--transfer-images", "8", "--epochs", "2", "--max-order", "1"]
+              "--baselines", "random", "--transfer-images", "6", "--holdout-images", "4", "--max-steps", "4",
+              "--max-order", "1"]
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "failed: transfer:depth_zbuffer:normal" in result.output
@@ -272,7 +330,8 @@ def test_process_workers_give_the_serial_losses(workspace):
         (["--targets", "no_such_task"], "unknown task 'no_such_task'"),
         (["--sources", "reshading"], "unknown source encoder 'reshading'"),
         (["--sources", "random"], "random is a baseline"),
-        (["--transfer-images", "100000"], "larger than the train split"),
+        (["--transfer-images", "100000"], "--transfer-images 100000 is more than the 6 images the val split's"),
+        (["--holdout-images", "100000"], "--holdout-images 100000 is more than the 6 images"),
         (["--sources", "normal,depth_zbuffer", "--max-order", "3"], "--max-order 3 is above the"),
         (["--max-order", "2", "--beam", "9"], "--beam 9 is above the"),
         (["--baselines", "gold,magic"], "unknown baseline 'magic'"),
@@ -309,7 +368,8 @@ def test_higher_orders_refuse_sources_whose_maps_differ_in_size(workspace, tmp_p
     add_encoder(workspace, "mine", export_tiny(tmp_path / "mine.onnx"))  # an 8x8 map; the task encoders' are 4x4
     extract(workspace, ["mine"], progress=False)
     args = ["transfer", "-w", str(workspace.root), "--targets", "depth_zbuffer", "--sources", "mine,normal"]
-    args += ["--transfer-images", "8", "--epochs", "1", "--baselines", "none", "--workers", "1"]
+    args += ["--transfer-images", "6", "--holdout-images", "4", "--max-steps", "2", "--baselines", "none"]
+    args += ["--workers", "1"]
     refused = CliRunner().invoke(cli, [*args, "--max-order", "2"])
     assert refused.exit_code == 1 and "these differ (mine 8x8, normal 4x4)" in refused.output, refused.output
     assert workspace.db.scalar("select count(*) from transfers") == 0
@@ -321,7 +381,7 @@ def test_higher_orders_refuse_sources_whose_maps_differ_in_size(workspace, tmp_p
 
 
 def test_bad_input_from_the_library_raises_transfer_error(workspace):
-    with pytest.raises(TransferError, match="larger than the train split"):
+    with pytest.raises(TransferError, match="is more than the 6 images"):
         run_transfers(workspace, {"transfer_images": 10_000}, progress=False)
 
 
@@ -330,7 +390,8 @@ def test_bad_input_from_the_library_raises_transfer_error(workspace):
 
 def _tdb(root: Path, *args: str) -> subprocess.Popen:
     command = [sys.executable, "-c", "from taskonomy_db.cli import main; main()", "transfer", "-w", str(root),
-               "--transfer-images", "8", "--epochs", "20", "--max-order", "2", "--beam", "3",
+               "--transfer-images", "6", "--holdout-images", "4", "--max-steps", "40", "--max-order", "2",
+               "--beam", "3",
                "--targets", ",".join(TARGETS), "--workers", "1", *args]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

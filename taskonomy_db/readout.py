@@ -1,0 +1,524 @@
+"""What one transfer job does: train readouts (or a scratch network) until their held-out loss stops improving,
+then score every test image. Pure functions of a `TransferContext` and a job, run by the executor's workers;
+nothing here touches the workspace's database.
+
+Image roles (chosen by `taskonomy_db.transfer`): `fit` (the images readouts and scratch take gradient steps on,
+from a split no task network trained on), `holdout` (images of other buildings of that split, for early
+stopping) and `test` (every loss that is stored).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskonomy_db.data import TaskData
+from taskonomy_db.errors import TdbError
+from taskonomy_db.models.networks import NetworkConfig, PixelShuffle, create_task_network
+from taskonomy_db.names import GOLD
+from taskonomy_db.tasks import TaskSpec, get_task
+from taskonomy_db.training import load_gold_network, per_image_losses
+from taskonomy_db.workspace import Workspace
+
+ROLES = ("fit", "holdout", "test")
+EVAL_BATCH = 256
+VECTOR_KINDS = ("distribution", "classes", "vector")  # one output per image; the rest are maps
+
+
+class TransferError(TdbError):
+    """The transfers asked for cannot run: missing representations or networks, or impossible settings."""
+
+
+# ---------------------------------------------------------------- jobs and results
+
+
+@dataclass(frozen=True)
+class TransferJob:
+    """One row-to-be of `transfers`."""
+
+    key: str
+    kind: str
+    target: str
+    sources: tuple[str, ...]
+    order: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ReadoutGroup:
+    """Readouts over the same input (one source set, or the random encoder) for several targets."""
+
+    inputs: tuple[str, ...]  # encoders whose representations are concatenated
+    jobs: tuple[TransferJob, ...]
+    seed: int  # batch order, shared by the group
+
+
+@dataclass(frozen=True)
+class NetworkJob:
+    """A baseline that reads pixels: gold (evaluate the trained network) or scratch (train one)."""
+
+    job: TransferJob
+
+
+@dataclass
+class TransferOutcome:
+    job: TransferJob
+    image_ids: np.ndarray | None  # test images, ascending; None when failed
+    losses: np.ndarray | None
+    failure_reason: str | None
+    seconds_train: float
+    seconds_eval: float
+    started_at: datetime
+    finished_at: datetime
+    n_steps: int = 0  # optimiser steps taken
+    best_step: int = 0  # the step whose weights were kept (lowest held-out loss)
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failure_reason else "done"
+
+
+# ---------------------------------------------------------------- what every job shares
+
+
+@dataclass
+class Labels:
+    """One target's labels on one image role, aligned with that role's representation rows."""
+
+    rows: np.ndarray  # positions in the role's images that carry this target's label
+    image_ids: np.ndarray
+    targets: torch.Tensor
+    masks: torch.Tensor | None
+
+
+@dataclass
+class TransferContext:
+    """Everything the jobs of one run read, shipped once to each worker: representations per role as normalised
+    float32 (read from Parquet once per source), labels per role decoded once per target, and pixels for the
+    baselines."""
+
+    settings: dict[str, Any]
+    image_ids: dict[str, np.ndarray]  # role -> image ids, ascending
+    representations: dict[str, dict[str, np.ndarray]]  # encoder -> role -> rows
+    targets: dict[str, dict[str, Labels]]  # target -> role -> labels
+    pixels: dict[str, dict[str, TaskData]] = field(default_factory=dict)  # target -> role -> data
+    workspace_root: str = ""  # where the gold networks are (models/<task>.pt)
+
+    def inputs(self, encoders: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {
+            role: torch.from_numpy(np.concatenate([self.representations[e][role] for e in encoders], axis=1))
+            for role in ROLES
+        }
+
+
+# ---------------------------------------------------------------- early stopping
+
+
+@dataclass
+class Patience:
+    """Early stopping on a held-out loss: the best value and step so far, and whether `patience` evaluations in a
+    row have failed to improve on it."""
+
+    patience: int
+    best: float = float("inf")
+    best_step: int = 0
+    misses: int = 0
+
+    def update(self, value: float, step: int) -> bool:
+        """Record one evaluation; True when it is the best so far (the weights to keep)."""
+        if value < self.best:
+            self.best, self.best_step, self.misses = value, step, 0
+            return True
+        self.misses += 1
+        return False
+
+    @property
+    def stopped(self) -> bool:
+        return self.misses >= self.patience
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The step budget and the early-stopping rule every readout and scratch network of a run follows."""
+
+    max_steps: int
+    eval_every: int
+    patience: int
+    batch_size: int
+
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> Schedule:
+        return cls(
+            int(settings["max_steps"]),
+            int(settings["eval_every"]),
+            int(settings["patience"]),
+            int(settings["batch_size"]),
+        )
+
+    def evaluates_at(self, step: int) -> bool:
+        return step % self.eval_every == 0 or step == self.max_steps
+
+
+class BatchOrder:
+    """Batches of row positions, reshuffled by `generator` whenever the images run out (epochs without a fixed
+    count: a run stops by steps)."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.order, self.position = torch.randperm(n, generator=generator), 0
+
+    def next(self) -> torch.Tensor:
+        if self.position >= self.n:
+            self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
+        rows = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return rows
+
+
+# ---------------------------------------------------------------- the readout
+
+
+class ReadoutBank(nn.Module):
+    """Independent readouts of several targets over one input. Their first 3x3 convolutions are fused into one
+    (every head reads the same representation, so one wide convolution replaces many thin ones); after it each
+    head has its own layers and parameters, and Adam's updates are elementwise, so each is trained exactly as it
+    would be alone.
+
+    Dense targets: conv 3x3, then a 1x1 conv to out_channels x s^2 and a pixel shuffle back to the image size
+    (all compute at the representation's resolution). Vector targets: pooled to 2x2, then linear. Each head
+    predicts a correction to its target's trivial predictor (`priors`: the fit images' per-pixel mean or class
+    frequencies) and starts at exactly that predictor (last layer zero), so its first steps go into what the
+    representation adds, not into learning the target's mean. Embedding heads (segment_unsup*) start from a
+    random last layer instead.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        side: int,
+        specs: Sequence[TaskSpec],
+        seeds: Sequence[int],
+        width: int,
+        size: int,
+        priors: Sequence[torch.Tensor],
+    ) -> None:
+        super().__init__()
+        self.width = width
+        for index, prior in enumerate(priors):
+            self.register_buffer(f"prior{index}", prior.detach().float().clone())
+        self.first = nn.Conv2d(in_channels, width * len(specs), 3, padding=1)
+        heads = []
+        for index, (spec, seed) in enumerate(zip(specs, seeds, strict=True)):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                first = nn.Conv2d(in_channels, width, 3, padding=1)
+                head = _readout_head(spec, width, side, size)
+                if spec.output_kind != "embedding":
+                    # Not for embeddings: the metric loss has zero gradient where all pixels embed alike, so a
+                    # readout started at a constant embedding never leaves it.
+                    last = [m for m in head.modules() if isinstance(m, nn.Conv2d | nn.Linear)][-1]
+                    nn.init.zeros_(last.weight)
+                    nn.init.zeros_(last.bias)
+                heads.append(head)
+            with torch.no_grad():
+                self.first.weight[index * width : (index + 1) * width] = first.weight
+                self.first.bias[index * width : (index + 1) * width] = first.bias
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, representation: torch.Tensor) -> list[torch.Tensor]:
+        hidden = F.relu(self.first(representation))
+        w = self.width
+        return [head(hidden[:, i * w : (i + 1) * w]) + getattr(self, f"prior{i}") for i, head in enumerate(self.heads)]
+
+    def head_state(self, index: int) -> list[torch.Tensor]:
+        """Copies of every parameter of one head, its slice of the fused convolution included."""
+        w = self.width
+        span = slice(index * w, (index + 1) * w)
+        own = [p.detach().clone() for p in self.heads[index].parameters()]
+        return [self.first.weight[span].detach().clone(), self.first.bias[span].detach().clone(), *own]
+
+    @torch.no_grad()
+    def load_head_state(self, index: int, state: list[torch.Tensor]) -> None:
+        w = self.width
+        span = slice(index * w, (index + 1) * w)
+        self.first.weight[span] = state[0]
+        self.first.bias[span] = state[1]
+        for parameter, saved in zip(self.heads[index].parameters(), state[2:], strict=True):
+            parameter.copy_(saved)
+
+
+def _readout_head(spec: TaskSpec, width: int, side: int, size: int) -> nn.Module:
+    if spec.output_kind in VECTOR_KINDS:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(width * 4, spec.out_channels))
+    if size % side:
+        raise TransferError(f"image size {size} is not a multiple of the representation side {side}")
+    scale = size // side
+    return nn.Sequential(
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, spec.out_channels * scale * scale, 1),
+        PixelShuffle(scale),
+    )
+
+
+# (role, row positions) -> the input batch: by default rows of the cached representations; the benchmark's naive
+# baseline passes one that runs the encoders again instead.
+Features = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+def cached_features(context: TransferContext, encoders: Sequence[str]) -> Features:
+    inputs = context.inputs(encoders)
+    return lambda role, rows: inputs[role][rows]
+
+
+def _labelled(labels: Labels, lookup: torch.Tensor, rows: torch.Tensor, prediction: torch.Tensor) -> tuple:
+    """The prediction, targets and masks of the images among `rows` that carry this target's label."""
+    where = lookup[rows]
+    keep = where >= 0
+    label_rows = where[keep]
+    if not bool(keep.all()):  # skipped when every image is labelled: a masked copy costs a full pass
+        prediction = prediction[keep]
+    masks = None if labels.masks is None else labels.masks[label_rows]
+    return prediction, labels.targets[label_rows], masks
+
+
+def _lookup(labels: Labels, n: int) -> torch.Tensor:
+    """Role row -> position among the labelled images (-1: no label there)."""
+    lookup = np.full(n, -1, dtype=np.int64)
+    lookup[labels.rows] = np.arange(len(labels.rows))
+    return torch.from_numpy(lookup)
+
+
+@torch.no_grad()
+def _predict(bank: ReadoutBank, features: Features, role: str, n: int) -> list[torch.Tensor]:
+    outputs: list[list[torch.Tensor]] = [[] for _ in bank.heads]
+    for begin in range(0, n, EVAL_BATCH):
+        for index, prediction in enumerate(bank(features(role, torch.arange(begin, min(begin + EVAL_BATCH, n))))):
+            outputs[index].append(prediction)
+    return [torch.cat(chunks) for chunks in outputs]
+
+
+def train_readout_group(
+    context: TransferContext, group: ReadoutGroup, features: Features | None = None
+) -> list[TransferOutcome]:
+    """Train the group's readouts together, each until its held-out loss stops improving (or the step budget
+    ends), keep each one's best weights, and return each one's per-image test losses (or why it failed)."""
+    started_at = datetime.now()
+    start = time.perf_counter()
+    schedule = Schedule.of(context.settings)
+    features = features or cached_features(context, group.inputs)
+    counts = {role: len(context.image_ids[role]) for role in ROLES}
+    specs = [get_task(job.target) for job in group.jobs]
+    labels = [context.targets[job.target] for job in group.jobs]
+    in_channels, side, _ = features("fit", torch.arange(1)).shape[1:]
+    sizes = {int(t["fit"].targets.shape[-1]) for t, s in zip(labels, specs, strict=True) if _is_dense(s)}
+    size = sizes.pop() if sizes else side
+    priors = [s.baseline_prediction(t["fit"].targets, t["fit"].masks) for s, t in zip(specs, labels, strict=True)]
+    width = int(context.settings["readout_width"])
+    bank = ReadoutBank(in_channels, side, specs, [job.seed for job in group.jobs], width, size, priors)
+    lookups = [{role: _lookup(t[role], counts[role]) for role in ("fit", "holdout")} for t in labels]
+
+    optimizer = torch.optim.AdamW(
+        bank.parameters(),
+        lr=float(context.settings["learning_rate"]),
+        weight_decay=float(context.settings["weight_decay"]),
+    )
+    batches = BatchOrder(counts["fit"], schedule.batch_size, torch.Generator().manual_seed(group.seed))
+    n_heads = len(group.jobs)
+    failures: list[str | None] = [None] * n_heads
+    watch = [Patience(schedule.patience) for _ in group.jobs]
+    best = [bank.head_state(i) for i in range(n_heads)]  # step 0: the trivial predictor
+    steps = [0] * n_heads
+    holdout_rows = torch.arange(counts["holdout"])
+    step = 0
+    while step < schedule.max_steps:
+        active = [i for i in range(n_heads) if failures[i] is None and not watch[i].stopped]
+        if not active:
+            break
+        step += 1
+        bank.train()
+        rows = batches.next()
+        predictions = bank(features("fit", rows))
+        total = torch.zeros(())
+        for index in active:
+            prediction, targets, masks = _labelled(
+                labels[index]["fit"], lookups[index]["fit"], rows, predictions[index]
+            )
+            if not len(targets):
+                continue
+            loss = specs[index].loss(prediction, targets, masks).mean()
+            if not torch.isfinite(loss):
+                # Left out of the sum from here on: its parameters are its own, so the others are unaffected.
+                failures[index] = f"diverged: training loss {loss.item()} at step {step}"
+                continue
+            total = total + loss
+            steps[index] = step
+        optimizer.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
+            optimizer.step()
+        if schedule.evaluates_at(step):
+            bank.eval()
+            with torch.no_grad():
+                held = bank(features("holdout", holdout_rows))
+            for index in active:
+                if failures[index]:
+                    continue
+                prediction, targets, masks = _labelled(
+                    labels[index]["holdout"], lookups[index]["holdout"], holdout_rows, held[index]
+                )
+                value = float(specs[index].loss(prediction, targets, masks).mean())
+                if watch[index].update(value if np.isfinite(value) else float("inf"), step):
+                    best[index] = bank.head_state(index)
+    for index in range(n_heads):
+        bank.load_head_state(index, best[index])
+    seconds_train = time.perf_counter() - start
+
+    start = time.perf_counter()
+    bank.eval()
+    predictions = _predict(bank, features, "test", counts["test"])
+    seconds_eval = time.perf_counter() - start
+    finished_at = datetime.now()
+    outcomes = []
+    for index, (job, spec, target) in enumerate(zip(group.jobs, specs, labels, strict=True)):
+        test = target["test"]
+        losses = None
+        if failures[index] is None:
+            with torch.no_grad():
+                prediction = predictions[index][torch.from_numpy(test.rows)]
+                losses = spec.loss(prediction, test.targets, test.masks).double().numpy()
+            failures[index] = _check_losses(losses)
+        failed = failures[index] is not None
+        outcomes.append(
+            TransferOutcome(
+                job,
+                None if failed else test.image_ids,
+                None if failed else losses,
+                failures[index],
+                seconds_train / n_heads,
+                seconds_eval / n_heads,
+                started_at,
+                finished_at,
+                steps[index],
+                watch[index].best_step,
+            )
+        )
+    return outcomes
+
+
+def _is_dense(spec: TaskSpec) -> bool:
+    return spec.output_kind not in VECTOR_KINDS
+
+
+def _check_losses(losses: np.ndarray) -> str | None:
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        return f"diverged: {int(bad.sum())} of {len(losses)} test losses are not finite"
+    return None
+
+
+# ---------------------------------------------------------------- the pixel baselines
+
+
+def run_network_job(context: TransferContext, item: NetworkJob) -> list[TransferOutcome]:
+    """gold: the trained task network on the test images. scratch: the same architecture trained from pixels on
+    the fit images with the readouts' schedule and early stopping, then tested."""
+    job = item.job
+    started_at = datetime.now()
+    data = context.pixels[job.target]
+    start = time.perf_counter()
+    failure, n_steps, best_step = None, 0, 0
+    if job.kind == GOLD:
+        network, _ = load_gold_network(Workspace(Path(context.workspace_root)), job.target)
+        seconds_train = 0.0
+    else:
+        # Everything random in here (initialisation, dropout) draws from the global generator, seeded by the job
+        # alone, so the result does not depend on what this process ran before.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(job.seed)
+            network, failure, n_steps, best_step = _train_scratch(context, job, data["fit"], data["holdout"])
+        seconds_train = time.perf_counter() - start
+    start = time.perf_counter()
+    losses = None
+    if failure is None:
+        losses = per_image_losses(network, data["test"])
+        failure = _check_losses(losses)
+    test_ids = data["test"].image_ids
+    return [
+        TransferOutcome(
+            job,
+            None if failure else test_ids,
+            None if failure else losses,
+            failure,
+            seconds_train,
+            time.perf_counter() - start,
+            started_at,
+            datetime.now(),
+            n_steps,
+            best_step,
+        )
+    ]
+
+
+def _train_scratch(
+    context: TransferContext, job: TransferJob, fit: TaskData, holdout: TaskData
+) -> tuple[nn.Module, str | None, int, int]:
+    schedule = Schedule.of(context.settings)
+    spec = get_task(job.target)
+    network = create_task_network(spec, NetworkConfig.from_dict(context.settings["scratch_network"]))
+    optimizer = torch.optim.AdamW(
+        network.parameters(),
+        lr=float(context.settings["learning_rate"]),
+        weight_decay=float(context.settings["weight_decay"]),
+    )
+    generator = torch.Generator().manual_seed(job.seed)
+    batches = BatchOrder(len(fit), schedule.batch_size, generator)
+    watch = Patience(schedule.patience)
+    best = copy.deepcopy(network.state_dict())
+    step = 0
+    while step < schedule.max_steps and not watch.stopped:
+        step += 1
+        rows = batches.next()
+        if len(rows) < 2:  # batch norm needs two images
+            continue
+        network.train()
+        batch = fit.batch(rows, train=True, generator=generator)
+        loss = spec.loss(network(batch.inputs), batch.targets, batch.masks).mean()
+        if not torch.isfinite(loss):
+            return network, f"diverged: training loss {loss.item()} at step {step}", step, watch.best_step
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if schedule.evaluates_at(step):
+            value = float(per_image_losses(network, holdout).mean())
+            if watch.update(value if np.isfinite(value) else float("inf"), step):
+                best = copy.deepcopy(network.state_dict())
+    network.load_state_dict(best)
+    return network.eval(), None, step, watch.best_step
+
+
+def run_job(context: TransferContext, item: ReadoutGroup | NetworkJob) -> list[TransferOutcome]:
+    """The executor's one function: a readout group or a pixel baseline, on one thread.
+
+    One thread always: these networks are too small for intra-op parallelism to pay (spinning threads cost more
+    than they save, worse on a busy machine), and a fixed thread count keeps the losses bit-identical whether the
+    run uses one worker or several. Parallelism comes from workers instead.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if isinstance(item, ReadoutGroup):
+            return train_readout_group(context, item)
+        return run_network_job(context, item)
+    finally:
+        torch.set_num_threads(threads)
