@@ -46,7 +46,7 @@ from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import read_representations, representation_dir
 from taskonomy_db.models.networks import PixelShuffle, create_task_network
 from taskonomy_db.names import GOLD, NETWORK_BASELINES, RANDOM, SCRATCH
-from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
+from taskonomy_db.tasks import TaskSpec, get_task, label_versions_digest, list_tasks
 from taskonomy_db.training import (
     load_gold_network,
     network_config,
@@ -112,7 +112,11 @@ def settings_digest(settings: dict[str, Any], data_digest: str, scratch_network:
     """The settings_hash of a run: everything that changes a transfer's losses, and nothing else."""
     relevant = {k: settings[k] for k in RESULT_SETTINGS}
     relevant.update(
-        seed=int(settings["seed"]), data=data_digest, scratch_network=scratch_network, readout=READOUT_VERSION
+        seed=int(settings["seed"]),
+        data=data_digest,
+        scratch_network=scratch_network,
+        readout=READOUT_VERSION,
+        labels=label_versions_digest(),
     )
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
