@@ -195,3 +195,22 @@ def test_edge_occlusion_label_is_rescaled_and_blurred():
         )
         assert abs(label[0, row, col] - value) < 1e-6
     assert get_task("edge_occlusion").masked_by_depth
+
+
+def test_a_label_version_is_part_of_the_result_keys():
+    from dataclasses import replace
+
+    from taskonomy_db import tasks
+    from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS, settings_hash
+    from taskonomy_db.transfer import RESULT_SETTINGS, settings_digest
+
+    assert settings_hash(DEFAULT_TRAIN_SETTINGS, "splits", 1) != settings_hash(DEFAULT_TRAIN_SETTINGS, "splits", 2)
+    settings = dict.fromkeys(RESULT_SETTINGS, 1) | {"seed": 0}
+    before_digest, before = tasks.label_versions_digest(), settings_digest(settings, "data", {})
+    spec = tasks.get_task("normal")
+    tasks._REGISTRY["normal"] = replace(spec, label_version=spec.label_version + 1)
+    try:
+        assert tasks.label_versions_digest() != before_digest
+        assert settings_digest(settings, "data", {}) != before
+    finally:
+        tasks._REGISTRY["normal"] = spec
