@@ -273,6 +273,9 @@ def _resize_nearest(array: np.ndarray, size: int) -> np.ndarray:
 
 
 def _cache_dir(workspace: Workspace, what: str, size: int) -> Path:
+    if what != "rgb":  # a new label version decodes again; version 1 keeps the folder it had before versions
+        version = get_task(what.removeprefix("label-")).label_version
+        what = what if version == 1 else f"{what}.v{version}"
     return workspace.path("cache", f"{size}px", what)
 
 

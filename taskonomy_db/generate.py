@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import math
 import multiprocessing
 import os
@@ -254,52 +255,82 @@ def _matrix(m: np.ndarray) -> list[list[float]]:
     return [_vector(row) for row in m]
 
 
-def points_json(building: str, room: Room, pose: ViewPose, size: int) -> dict:
+# Cube face of the skybox image that holds a direction, by its largest camera-frame component and that
+# component's sign (the original pipeline's axis_and_positive_to_skybox_idx).
+SKYBOX_FACES = {(0, True): 1, (0, False): 3, (1, True): 0, (1, False): 5, (2, True): 2, (2, False): 4}
+# Blender camera frame (x right, y up, z backward) from the renderer's (x right, y down, z forward).
+BLENDER_FROM_CV = np.diag([1.0, -1.0, -1.0])
+
+
+def camera_uuid(building: str, point: int, view: int) -> str:
+    """A stable 32-hex id of the camera position of one view (every view here has a position of its own)."""
+    return hashlib.sha256(f"{building}/{point}/{view}".encode()).hexdigest()[:32]
+
+
+def points_json(building: str, room: Room, pose: ViewPose, size: int, points_in_view: list[int]) -> dict:
+    """The view's camera file with exactly the fields of a real Taskonomy one, in its conventions: Blender XYZ
+    Euler rotations (a Blender camera looks down -Z with +Y up) in a z-up world in metres, and
+    `bounding_box_ranges` (the room's box) with world x and y swapped, as load_ops.py reads them."""
     camera = pose.camera
-    camera_from_world = camera.rotation.T
+    final = camera.rotation @ BLENDER_FROM_CV  # world_from_camera, Blender camera frame
+    original = pose.original_rotation @ BLENDER_FROM_CV
     focal = camera.focal(size)
-    centre_cam = camera_from_world @ (np.asarray(room.size) / 2 - camera.position)
-    vanishing, vanishing_pixels = {}, {}
+    sphere, image = {}, {}
     for name, axis in zip("xyz", np.eye(3), strict=True):
-        direction = camera_from_world @ axis
-        if direction[2] < 0 or (direction[2] == 0 and direction[0] < 0):
-            direction = -direction  # the well-defined one: pointing into the image
-        vanishing[name] = _vector(direction)
-        vanishing_pixels[name] = (
-            _vector(direction[:2] / direction[2] * focal + size / 2) if direction[2] > 1e-6 else None
-        )
-    final = blender_euler(camera.rotation)
-    original = blender_euler(pose.original_rotation)
+        direction = final.T @ axis  # the world axis in the camera frame
+        sphere[name] = _vector(direction)
+        # create_vanishing_points.py projects a point just in front of the camera along the direction.
+        near = 0.1 * direction - np.array([0.0, 0.0, 0.2])
+        image[name] = _vector([size / 2 + focal * near[0] / -near[2], size / 2 - focal * near[1] / -near[2]])
+    to_point = pose.point_location - camera.position
+    distance = float(np.linalg.norm(to_point))
+    in_original = original.T @ to_point / distance
+    face = int(np.argmax(np.abs(in_original)))
+    skybox = SKYBOX_FACES[(face, bool(in_original[face] >= 0))]
+    uuid = camera_uuid(building, pose.point, pose.view)
+    width, depth, height = room.size
     return {
-        "building": building,
-        "room": room.index,
-        "scene_class": room.room_type,
-        "point_uuid": f"{building}_{pose.point}",
-        "point": pose.point,
-        "view_id": pose.view,
+        "bounding_box_ranges": {"x": [0.0, depth], "y": [0.0, width], "z": [0.0, height]},
+        "camera_distance": round(distance, 6),
         "camera_location": _vector(camera.position),
-        "camera_rotation_final": _vector(final),
-        "camera_rotation_original": _vector(original),
+        "camera_rotation_final": _vector(blender_euler(camera.rotation)),
         "camera_rotation_from_original_to_final": _vector(_euler_xyz(camera.rotation @ pose.original_rotation.T)),
-        "camera_rotation_convention": "Blender XYZ Euler radians; a Blender camera looks down its -Z with +Y up",
-        "camera_frame": "x right, y down, z forward; world: z up, metres",
-        "world_from_camera": _matrix(camera.rotation),
+        "camera_rotation_original": _vector(blender_euler(pose.original_rotation)),
+        "camera_uuid": uuid,
         "field_of_view_rads": round(camera.fov, 6),
-        "intrinsics": {"fx": round(focal, 6), "fy": round(focal, 6), "cx": size / 2, "cy": size / 2, "size": size},
+        "model_rotation_degrees": 0.0,
+        "nonfixated_points_in_view": points_in_view,
+        "obliqueness_angle": round(math.acos(float(np.clip(-to_point @ pose.point_normal / distance, -1, 1))), 6),
         "point_location": _vector(pose.point_location),
         "point_normal": _vector(pose.point_normal),
-        "point_pixel": [size / 2, size / 2],
-        "point_distance": round(float(np.linalg.norm(pose.point_location - camera.position)), 6),
-        "room_layout": {
-            "center": _vector(centre_cam),
-            "size": _vector(room.size),
-            "camera_from_room": _matrix(camera_from_world),
-            "euler_xyz": _vector(_euler_xyz(camera_from_world)),
-            "vector": _vector(np.concatenate([centre_cam, _euler_xyz(camera_from_world), room.size])),
-        },
-        "vanishing_points_gaussian_sphere": vanishing,
-        "vanishing_points_pixels": vanishing_pixels,
+        "point_pitch": round(math.asin(float(np.clip(in_original[1], -1, 1))), 6),
+        "point_uuid": str(pose.point),
+        "resolution": size,
+        "room": f"{room.room_type}_{room.index}",
+        "skybox_img": skybox,
+        "skybox_img_path": f"./img/high/{uuid}_skybox{skybox}.jpg",
+        "vanishing_points_gaussian_sphere": sphere,
+        "vanishing_points_image": image,
+        "view_id": pose.view,
     }
+
+
+def points_in_views(views: list[tuple[ViewPose, RenderedView]], size: int) -> list[list[int]]:
+    """For every view, the room's other points it sees: in the image and not hidden (nonfixated_points_in_view)."""
+    points = {pose.point: pose.point_location for pose, _ in views}
+    found = []
+    for pose, rendered in views:
+        seen = []
+        for point, location in points.items():
+            if point == pose.point:
+                continue
+            (u, v), z = pose.camera.project(location, size)
+            if z > 0.05 and 0 <= u < size and 0 <= v < size:
+                row, col = int(v), int(u)
+                if abs(rendered.depth_zbuffer[row, col] - z) < 0.03 * z + 0.02:
+                    seen.append(point)
+        found.append(seen)
+    return found
 
 
 def nonfixated_matches(views: list[tuple[ViewPose, RenderedView]], size: int) -> list[list[dict]]:
@@ -355,7 +386,9 @@ def _directions(camera: Camera, size: int, rows: np.ndarray, cols: np.ndarray) -
     return (local / length[:, None]) @ camera.rotation.T, length
 
 
-def encode_view(building: str, room: Room, pose: ViewPose, rendered: RenderedView, size: int) -> dict[str, bytes]:
+def encode_view(
+    building: str, room: Room, pose: ViewPose, rendered: RenderedView, size: int, points_in_view: list[int]
+) -> dict[str, bytes]:
     """Every domain file of one view (except nonfixated_matches, which needs the room's other views)."""
     png = enc.png_bytes
     return {
@@ -374,7 +407,7 @@ def encode_view(building: str, room: Room, pose: ViewPose, rendered: RenderedVie
         "segment_unsup25d": png(enc.encode_segment_unsup(segment_unsup25d(rendered))),
         "class_object": enc.npy_bytes(enc.encode_distribution(class_object(rendered))),
         "class_scene": enc.npy_bytes(enc.encode_distribution(class_scene(room))),
-        "points": enc.json_bytes(points_json(building, room, pose, size), indent=None),
+        "points": enc.json_bytes(points_json(building, room, pose, size, points_in_view), indent=None),
         "mask_valid": png(enc.encode_mask(rendered.valid)),
     }
 
@@ -410,8 +443,9 @@ def _room_task(args: tuple[GenerateSettings, int, str, int, str]) -> int:
     settings, building_index, building, room_index, root = args
     room, views = render_room(settings, building_index, building, room_index)
     matches = nonfixated_matches(views, settings.size)
-    for (pose, rendered), found in zip(views, matches, strict=True):
-        files = encode_view(building, room, pose, rendered, settings.size)
+    seen = points_in_views(views, settings.size)
+    for (pose, rendered), found, in_view in zip(views, matches, seen, strict=True):
+        files = encode_view(building, room, pose, rendered, settings.size, in_view)
         matches_json = {"point": pose.point, "view": pose.view, "matches": found}
         files["nonfixated_matches"] = enc.json_bytes(matches_json, indent=None)
         for domain, data in files.items():

@@ -1,8 +1,8 @@
 """The task registry: every Taskonomy task as data, read by training, export, extraction, transfers and reports.
 
 One `TaskSpec` per task says what the network sees, what it predicts, how the stored label is decoded from the
-task's file in the `images` table, the per-image loss (masked where the label is invalid, as in the original
-taskbank), the baseline a trivial predictor achieves, and the task's group and roles.
+task's file in the `images` table (labels.py), the per-image loss (losses.py, masked where the label is invalid,
+as in the original taskbank), the baseline a trivial predictor achieves, and the task's group and roles.
 
 Conventions every consumer relies on:
 
@@ -10,13 +10,19 @@ Conventions every consumer relies on:
   float, segmentations as (H, W) integers, distributions as (K,) float. Masks are (H, W) booleans.
 - Every encoder sees clean RGB in [0, 1], NCHW. Input kinds that are a fixed function of the image (grey for
   colorization) are part of the network graph, so an exported encoder needs no task-specific preprocessing.
-  Stochastic corruptions (noise, a masked hole, shuffled tiles) are applied by `make_batch`: randomly while
-  training, and with a per-image seed at evaluation so every image's test loss is reproducible.
-- `loss(prediction, target, mask)` returns one loss per image (shape [B]); `mask` may be None.
+  Stochastic corruptions (noise, a masked hole, shuffled tiles) and the pixels the segmentation metric loss
+  samples are drawn by `make_batch`: from the batch generator while training, and with a per-image seed at
+  evaluation so every image's test loss is reproducible.
+- `loss(prediction, target, mask)` returns one loss per image (shape [B]); `mask` may be None. For the
+  segmentation embeddings the mask holds the sampled pixels.
+- `label_version` counts changes to a task's label or loss: it is part of the keys of stored gold results, of
+  the decoded-label cache and (through `label_versions_digest`) of transfers, so nothing measured with an older
+  label is reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -26,8 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from taskonomy_db import encodings
+from taskonomy_db import encodings, labels
 from taskonomy_db.errors import UnknownTaskError
+from taskonomy_db.losses import LOSSES, SEGMENT_EMBEDDING_DIM, SEGMENT_SAMPLED_PIXELS
 
 GROUPS = ("3D", "2D", "geometric", "semantic")
 INPUT_KINDS = ("rgb", "grey", "noisy_rgb", "masked_rgb", "tiles")
@@ -39,10 +46,6 @@ OUTPUT_KINDS = ("dense", "dense_classes", "embedding", "distribution", "classes"
 DENOISING_SIGMA = 0.1
 JIGSAW_GRID = 3
 JIGSAW_PERMUTATIONS = 100
-SEGMENT_EMBEDDING_DIM = 8
-# Pixel offsets compared by the segmentation metric loss: near pairs teach boundaries, far ones teach grouping.
-SEGMENT_PAIR_OFFSETS = ((0, 1), (1, 0), (0, 3), (3, 0), (2, 2), (2, -2), (0, 8), (8, 0), (6, -6), (0, 16), (16, 0))
-SEGMENT_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class TaskSpec:
     # labels derived from rgb (autoencoding, colorization, ...) are computed from the jittered image. False where
     # the stored label was computed from the rgb pixels themselves (edges, keypoints, superpixels).
     photometric: bool = True
+    label_version: int = 1
     decoder: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -147,6 +151,8 @@ class TaskSpec:
             targets = chroma(rgb)
         else:  # autoencoding, denoising, inpainting: reconstruct the clean image
             targets = rgb
+        if self.output_kind == "embedding":
+            mask = sample_pixels(targets.shape, image_ids, train, generator)
         return Batch(inputs, targets, mask)
 
     # -- loss and baseline ------------------------------------------------------------------------------------
@@ -197,155 +203,6 @@ class TaskSpec:
         }
 
 
-# ---------------------------------------------------------------- losses (each returns shape [B])
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over everything but the batch axis, counting only valid pixels. values: (B,C,H,W) or (B,H,W)."""
-    if mask is None:
-        return values.flatten(1).mean(1)
-    weights = mask.to(values.dtype)
-    if values.dim() == 4:
-        weights = weights.unsqueeze(1).expand_as(values)
-    return (values * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1)
-
-
-def l1_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return _masked_mean((prediction - target.to(prediction.dtype)).abs(), mask)
-
-
-def l2_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean squared error over a vector's entries (the original's L2 for room layout and vanishing points)."""
-    return (prediction - target.to(prediction.dtype)).pow(2).flatten(1).mean(1)
-
-
-def soft_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Cross-entropy against a soft label (the original's distilled class distributions)."""
-    return -(target.to(prediction.dtype) * F.log_softmax(prediction, dim=1)).sum(1)
-
-
-def cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return F.cross_entropy(prediction, target.long(), reduction="none")
-
-
-def dense_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Per-pixel softmax cross-entropy; label 0 (uncertain) is masked, as in the original segment_semantic."""
-    target = target.long()
-    valid = target != encodings.SEMANTIC_UNCERTAIN
-    if mask is not None:
-        valid = valid & mask
-    per_pixel = F.cross_entropy(prediction, target, reduction="none")
-    return _masked_mean(per_pixel, valid)
-
-
-def segment_metric_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Contrastive metric loss on pixel embeddings over fixed pixel pairs.
-
-    The original trained segment_unsup2d/25d with a metric loss on pixel embeddings; this is the same idea with a
-    fixed, deterministic set of pairs so the loss of an image is reproducible: pairs in one segment are pulled
-    together (squared distance), pairs in different segments pushed beyond a margin (squared hinge).
-    """
-    target = target.long()
-    height, width = target.shape[-2:]
-    offsets = _segment_offsets(height, width)
-    if mask is None:
-        count = prediction.new_full((prediction.shape[0],), float(sum(_pair_count(*o) for o in offsets)))
-    else:
-        count = prediction.new_zeros(prediction.shape[0])
-        for a_rows, a_cols, b_rows, b_cols in offsets:
-            valid = mask[:, a_rows, a_cols] & mask[:, b_rows, b_cols]
-            count = count + valid.flatten(1).sum(1).to(prediction.dtype)
-    total = _SegmentMetricTotal.apply(prediction, target, mask)
-    return total / count.clamp_min(1)
-
-
-def _segment_offsets(height: int, width: int) -> list[tuple[slice, slice, slice, slice]]:
-    """(a_rows, a_cols, b_rows, b_cols) of each offset of SEGMENT_PAIR_OFFSETS that fits the image, in order."""
-    ranges = []
-    for dy, dx in SEGMENT_PAIR_OFFSETS:
-        if abs(dy) >= height or abs(dx) >= width:
-            continue
-        a_rows, b_rows = _shifted(dy, height)
-        a_cols, b_cols = _shifted(dx, width)
-        ranges.append((a_rows, a_cols, b_rows, b_cols))
-    return ranges
-
-
-def _pair_count(a_rows: slice, a_cols: slice, *_: slice) -> int:
-    return (a_rows.stop - a_rows.start) * (a_cols.stop - a_cols.start)
-
-
-class _SegmentMetricTotal(torch.autograd.Function):
-    """Per-image sum of the pair losses of segment_metric_loss, with a hand-written backward.
-
-    Autograd through the per-offset slicing kept a dozen (B,C,pairs) intermediates and zero-padded slice gradients
-    per offset. Here the forward writes each offset's embedding differences into one reused buffer (the pair terms
-    are computed as in the loss, term for term) and keeps only d(pair)/d(squared distance) per pair; the backward
-    adds, for pair (a, b) with weight g, g * (x_a - x_b) at a and its negative at b as one scale per pixel
-    (g summed over the pixel's pairs, applied to x once) plus one fused multiply-add per offset and end.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, embeddings: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        offsets = _segment_offsets(*target.shape[-2:])
-        total = embeddings.new_zeros(embeddings.shape[0])
-        buffer = torch.empty_like(embeddings)
-        slopes = []
-        for a_rows, a_cols, b_rows, b_cols in offsets:
-            rows, cols = a_rows.stop - a_rows.start, a_cols.stop - a_cols.start
-            diff = torch.sub(
-                embeddings[:, :, a_rows, a_cols], embeddings[:, :, b_rows, b_cols], out=buffer[:, :, :rows, :cols]
-            )
-            dist2 = diff.mul_(diff).sum(1)
-            dist = (dist2 + 1e-8).sqrt()
-            same = (target[:, a_rows, a_cols] == target[:, b_rows, b_cols]).to(embeddings.dtype)
-            hinge = F.relu(SEGMENT_MARGIN - dist)
-            pair = same * dist2 + (1 - same) * hinge.pow(2)
-            # d pair / d dist2: 1 in one segment, -relu(margin - dist) / dist across segments.
-            slope = same - (1 - same) * hinge / dist
-            if mask is not None:
-                valid = (mask[:, a_rows, a_cols] & mask[:, b_rows, b_cols]).to(embeddings.dtype)
-                pair = pair * valid
-                slope = slope * valid
-            total = total + pair.flatten(1).sum(1)
-            slopes.append(slope)
-        ctx.save_for_backward(embeddings, *slopes)
-        ctx.offsets = offsets
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        embeddings, *slopes = ctx.saved_tensors
-        grad = torch.zeros_like(embeddings)
-        own = embeddings.new_zeros(embeddings.shape[0], *embeddings.shape[2:])  # sum of g over each pixel's pairs
-        scale = grad_total.view(-1, 1, 1) * 2
-        for (a_rows, a_cols, b_rows, b_cols), slope in zip(ctx.offsets, slopes, strict=True):
-            weight = slope * scale
-            own[:, a_rows, a_cols] += weight
-            own[:, b_rows, b_cols] += weight
-            weight = weight.unsqueeze(1)
-            grad[:, :, a_rows, a_cols].addcmul_(embeddings[:, :, b_rows, b_cols], weight, value=-1)
-            grad[:, :, b_rows, b_cols].addcmul_(embeddings[:, :, a_rows, a_cols], weight, value=-1)
-        return grad.addcmul_(embeddings, own.unsqueeze(1)), None, None
-
-
-def _shifted(offset: int, length: int) -> tuple[slice, slice]:
-    """Index ranges a, b of one axis with b = a + offset, both inside [0, length)."""
-    if offset >= 0:
-        return slice(0, length - offset), slice(offset, length)
-    return slice(-offset, length), slice(0, length + offset)
-
-
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
-    "l1": l1_loss,
-    "l2": l2_loss,
-    "soft_cross_entropy": soft_cross_entropy,
-    "cross_entropy": cross_entropy,
-    "dense_cross_entropy": dense_cross_entropy,
-    "segment_metric": segment_metric_loss,
-}
-
-
 # ---------------------------------------------------------------- derived inputs and targets
 
 
@@ -370,10 +227,35 @@ def _per_image_generators(image_ids: torch.Tensor, salt: int) -> list[torch.Gene
     return [torch.Generator().manual_seed(int(i) * 1_000_003 + salt) for i in image_ids.tolist()]
 
 
-def _noise(shape: torch.Size, image_ids: torch.Tensor, train: bool, generator: torch.Generator | None) -> torch.Tensor:
+def _draw(
+    sampler: Callable[..., torch.Tensor],
+    shape: torch.Size | tuple[int, ...],
+    image_ids: torch.Tensor,
+    train: bool,
+    generator: torch.Generator | None,
+    salt: int,
+) -> torch.Tensor:
+    """A batch of random values: from `generator` while training, else from a generator seeded per image."""
     if train:
-        return torch.randn(shape, generator=generator)
-    return torch.stack([torch.randn(shape[1:], generator=g) for g in _per_image_generators(image_ids, 1)])
+        return sampler(shape, generator=generator)
+    per_image = [sampler(tuple(shape[1:]), generator=g) for g in _per_image_generators(image_ids, salt)]
+    return torch.stack(per_image) if per_image else torch.zeros(tuple(shape))
+
+
+def _noise(shape: torch.Size, image_ids: torch.Tensor, train: bool, generator: torch.Generator | None) -> torch.Tensor:
+    return _draw(torch.randn, shape, image_ids, train, generator, 1)
+
+
+def sample_pixels(
+    shape: torch.Size | tuple[int, ...], image_ids: torch.Tensor, train: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(B, H, W) masks of SEGMENT_SAMPLED_PIXELS distinct pixels per image, uniformly at random (the original's
+    segment_pixel_sample: random.sample without replacement), or every pixel when the image has fewer."""
+    batch, height, width = shape[0], shape[-2], shape[-1]
+    scores = _draw(torch.rand, (batch, height * width), image_ids, train, generator, 3)
+    chosen = scores.topk(min(SEGMENT_SAMPLED_PIXELS, height * width), dim=1).indices
+    mask = torch.zeros(batch, height * width, dtype=torch.bool).scatter_(1, chosen, True)
+    return mask.view(batch, height, width)
 
 
 def _jigsaw_choice(image_ids: torch.Tensor, train: bool, generator: torch.Generator | None) -> torch.Tensor:
@@ -420,61 +302,6 @@ def shuffle_tiles(rgb: torch.Tensor, perm_index: torch.Tensor) -> torch.Tensor:
         r, c = divmod(position, JIGSAW_GRID)
         out[:, :, r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = shuffled[:, position]
     return out
-
-
-# ---------------------------------------------------------------- label decoders (stored array -> label, mask)
-
-
-def _chw(array: np.ndarray) -> np.ndarray:
-    return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-
-
-def _decode_depth(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    metres, valid = encodings.decode_depth(stored)
-    return _chw(encodings.depth_log_target(metres)), valid
-
-
-def _decode_normal(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    normals, valid = encodings.decode_normal(stored)
-    return _chw(normals), valid
-
-
-def _decode_reshading(stored: np.ndarray) -> tuple[np.ndarray, None]:
-    return _chw(encodings.decode_reshading(stored)), None
-
-
-def _decode_curvature(stored: np.ndarray) -> tuple[np.ndarray, None]:
-    # Scaled by 127/16 so the stored range maps to about [-1, 1], the scale of the other regression targets.
-    scale = encodings.CURVATURE_ZERO / encodings.CURVATURE_UNITS_PER_INV_METRE
-    return _chw(encodings.decode_curvature(stored) / np.float32(scale)), None
-
-
-def _decode_response(stored: np.ndarray) -> tuple[np.ndarray, None]:
-    return _chw(encodings.decode_response(stored)), None
-
-
-def _decode_semantic(stored: np.ndarray) -> tuple[np.ndarray, None]:
-    labels, _valid = encodings.decode_segment_semantic(stored)  # label 0 is masked by the loss itself
-    return labels, None
-
-
-def _decode_unsup(stored: np.ndarray) -> tuple[np.ndarray, None]:
-    return encodings.decode_segment_unsup(stored), None
-
-
-def _decode_distribution(stored: np.ndarray) -> tuple[np.ndarray, None]:
-    return encodings.decode_distribution(stored), None
-
-
-def _decode_room_layout(points: dict) -> tuple[np.ndarray, None]:
-    """The 9 numbers of the room box in the camera frame: centre (m), XYZ Euler rotation (rad), size (m)."""
-    return np.asarray(points["room_layout"]["vector"], np.float32), None
-
-
-def _decode_vanishing_points(points: dict) -> tuple[np.ndarray, None]:
-    """The three Manhattan directions as unit vectors in the camera frame (x, y, z of the room), 9 numbers."""
-    sphere = points["vanishing_points_gaussian_sphere"]
-    return np.asarray([*sphere["x"], *sphere["y"], *sphere["z"]], np.float32), None
 
 
 # ---------------------------------------------------------------- the registry
@@ -525,7 +352,16 @@ def resolve_tasks(names: tuple[str, ...] | list[str] | None) -> list[TaskSpec]:
     return [get_task(n) for n in dict.fromkeys(names)]
 
 
-def _dense(name: str, group: str, domain: str, channels: int, decoder: Callable, masked: bool, text: str) -> None:
+def _dense(
+    name: str,
+    group: str,
+    channels: int,
+    decoder: Callable,
+    masked: bool,
+    text: str,
+    loss: str = "l1",
+    label_version: int = 1,
+) -> None:
     negates = (0,) if name == "normal" else ()
     from_rgb_pixels = name in ("edge_texture", "keypoints2d")
     register_task(
@@ -535,28 +371,46 @@ def _dense(name: str, group: str, domain: str, channels: int, decoder: Callable,
             "rgb",
             "dense",
             channels,
-            domain,
-            "l1",
+            name,
+            loss,
             masked,
             description=text,
             mirror_negates=negates,
             photometric=not from_rgb_pixels,
+            label_version=label_version,
             decoder=decoder,
         )
     )
 
 
-_dense("depth_zbuffer", "3D", "depth_zbuffer", 1, _decode_depth, True, "z-buffer depth as log(1+units)/log(2^16), L1")
-_dense("depth_euclidean", "3D", "depth_euclidean", 1, _decode_depth, True, "ray depth as log(1+units)/log(2^16), L1")
-_dense("normal", "3D", "normal", 3, _decode_normal, True, "camera-frame surface normals, L1")
-_dense("reshading", "3D", "reshading", 1, _decode_reshading, True, "shading of the untextured geometry, L1")
-_dense("principal_curvature", "3D", "principal_curvature", 2, _decode_curvature, True, "k1, k2 scaled to ~[-1,1], L1")
-_dense("edge_occlusion", "3D", "edge_occlusion", 1, _decode_response, True, "depth-discontinuity edges, L1")
-_dense("keypoints3d", "3D", "keypoints3d", 1, _decode_response, True, "NARF-like keypoint response on depth, L1")
-_dense("edge_texture", "2D", "edge_texture", 1, _decode_response, False, "Canny edges of the rgb image, L1")
-_dense("keypoints2d", "2D", "keypoints2d", 1, _decode_response, False, "SURF-like keypoint response, L1")
+_dense("depth_zbuffer", "3D", 1, labels.decode_depth, True, "z-buffer depth as log(1+units)/log(2^16), L1")
+_dense("depth_euclidean", "3D", 1, labels.decode_depth, True, "ray depth as log(1+units)/log(2^16), L1")
+_dense("normal", "3D", 3, labels.decode_normal, True, "camera-frame surface normals, L1")
+_dense("reshading", "3D", 1, labels.decode_reshading, True, "shading of the untextured geometry, L1")
+_dense(
+    "principal_curvature",
+    "3D",
+    2,
+    labels.decode_curvature,
+    True,
+    "k1, k2 in stored units standardised by the original's fixed means and stds, L2",
+    loss="l2",
+    label_version=2,
+)
+_dense(
+    "edge_occlusion",
+    "3D",
+    1,
+    labels.decode_edge_occlusion,
+    True,
+    "depth-discontinuity edges rescaled to [-1, 1] and Gaussian-blurred (sigma 4 px at 256 px), L1",
+    label_version=2,
+)
+_dense("keypoints3d", "3D", 1, labels.decode_response, True, "NARF-like keypoint response on depth, L1")
+_dense("edge_texture", "2D", 1, labels.decode_response, False, "Canny edges of the rgb image, L1")
+_dense("keypoints2d", "2D", 1, labels.decode_response, False, "SURF-like keypoint response, L1")
 
-for _name, _group, _masked in (("segment_unsup2d", "2D", False), ("segment_unsup25d", "3D", True)):
+for _name, _group in (("segment_unsup2d", "2D"), ("segment_unsup25d", "3D")):
     register_task(
         TaskSpec(
             _name,
@@ -566,10 +420,11 @@ for _name, _group, _masked in (("segment_unsup2d", "2D", False), ("segment_unsup
             SEGMENT_EMBEDDING_DIM,
             _name,
             "segment_metric",
-            _masked,
             photometric=_name != "segment_unsup2d",
-            decoder=_decode_unsup,
-            description="Felzenszwalb superpixels; contrastive metric loss on pixel embeddings over fixed pairs",
+            label_version=2,
+            decoder=labels.decode_unsup,
+            description=f"Felzenszwalb superpixels; the original's metric loss over all pairs of "
+            f"{SEGMENT_SAMPLED_PIXELS} sampled pixels' embeddings",
         )
     )
 
@@ -582,8 +437,10 @@ register_task(
         len(encodings.SEMANTIC_CLASSES),
         "segment_semantic",
         "dense_cross_entropy",
-        decoder=_decode_semantic,
-        description="per-pixel object class; softmax cross-entropy, label 0 (uncertain) masked",
+        label_version=2,
+        decoder=labels.decode_semantic,
+        description="per-pixel object class; softmax cross-entropy weighted by the class prior factor, "
+        "label 0 (uncertain) masked",
     )
 )
 register_task(
@@ -595,7 +452,7 @@ register_task(
         len(encodings.OBJECT_CLASSES),
         "class_object",
         "soft_cross_entropy",
-        decoder=_decode_distribution,
+        decoder=labels.decode_distribution,
         description="distribution over object classes; cross-entropy against the soft label",
     )
 )
@@ -608,22 +465,32 @@ register_task(
         len(encodings.SCENE_CLASSES),
         "class_scene",
         "soft_cross_entropy",
-        decoder=_decode_distribution,
+        decoder=labels.decode_distribution,
         description="distribution over scene (room) types; cross-entropy against the soft label",
     )
 )
 
 for _name, _decoder, _text in (
-    ("room_layout", _decode_room_layout, "room box in the camera frame (centre, rotation, size) from points JSON, L2"),
     (
-        "vanishing_point",
-        _decode_vanishing_points,
-        "the 3 Manhattan directions in the camera frame from points JSON, L2",
+        "room_layout",
+        labels.room_layout,
+        "room box (centre, rotation, size) for an x-major canonical world, standardised, from the camera JSON, L2",
     ),
+    ("vanishing_point", labels.vanishing_point, "the canonical world's 3 axes in the camera frame, L2"),
 ):
     register_task(
         TaskSpec(
-            _name, "geometric", "rgb", "vector", 9, "points", "l2", mirror=False, decoder=_decoder, description=_text
+            _name,
+            "geometric",
+            "rgb",
+            "vector",
+            9,
+            "points",
+            "l2",
+            mirror=False,
+            label_version=2,
+            decoder=_decoder,
+            description=_text,
         )
     )
 
@@ -680,6 +547,13 @@ register_task(
         description="which of 100 fixed permutations shuffled the 3x3 tiles; softmax; source-only as in the paper",
     )
 )
+
+
+def label_versions_digest() -> str:
+    """A digest of every registered task's label version: part of a transfer's key, since a transfer reads the
+    labels of its target and the networks its sources' labels trained."""
+    versions = ",".join(f"{name}={spec.label_version}" for name, spec in sorted(_REGISTRY.items()))
+    return hashlib.sha256(versions.encode()).hexdigest()[:16]
 
 
 def sync_tasks(workspace: Any) -> None:

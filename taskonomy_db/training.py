@@ -101,12 +101,15 @@ def network_config(settings: dict[str, Any]) -> NetworkConfig:
     )
 
 
-def settings_hash(settings: dict[str, Any], splits: str) -> str:
-    """What a stored gold result was made from: the settings, the recipe and `splits` (split_digest), so a
+def settings_hash(settings: dict[str, Any], splits: str, label_version: int) -> str:
+    """What a stored gold result was made from: the settings, the recipe, `splits` (split_digest), so a
     re-ingest that adds images or moves one between splits retrains instead of keeping a network that may
-    have trained on what is now a test image."""
+    have trained on what is now a test image, and the task's label version, so a changed label or loss
+    retrains."""
     # Threads change speed, not results, so a different thread count does not retrain anything.
     relevant = {k: v for k, v in settings.items() if k != "threads"} | {"recipe": RECIPE_VERSION, "splits": splits}
+    if label_version != 1:  # version 1 left out, so results stored before labels were versioned keep their keys
+        relevant["labels"] = label_version
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -260,7 +263,7 @@ def train_task(
     """Train (or resume, or skip) the gold-standard network of one task; returns its test result. `splits` is
     split_digest(workspace), read here when not given (train_tasks reads it once for all its tasks)."""
     spec = get_task(task)
-    digest = settings_hash(settings, splits or split_digest(workspace))
+    digest = settings_hash(settings, splits or split_digest(workspace), spec.label_version)
     if not force:
         stored = _stored_result(workspace, task, digest)
         if stored is not None:

@@ -56,7 +56,7 @@ from taskonomy_db.readout import (
     TransferOutcome,
     run_job,
 )
-from taskonomy_db.tasks import get_task, list_tasks
+from taskonomy_db.tasks import get_task, label_versions_digest, list_tasks
 from taskonomy_db.training import load_gold_network, network_config, network_sha256, train_settings
 from taskonomy_db.transfer_images import TransferImages, choose_transfer_images
 from taskonomy_db.workspace import TRANSFER_NUMBERS, Workspace, check_numbers
@@ -140,7 +140,11 @@ def settings_digest(settings: dict[str, Any], data_digest: str, scratch_network:
     """The settings_hash of a run: everything that changes a transfer's losses, and nothing else."""
     relevant = {k: settings[k] for k in RESULT_SETTINGS}
     relevant.update(
-        seed=int(settings["seed"]), data=data_digest, scratch_network=scratch_network, readout=READOUT_VERSION
+        seed=int(settings["seed"]),
+        data=data_digest,
+        scratch_network=scratch_network,
+        readout=READOUT_VERSION,
+        labels=label_versions_digest(),
     )
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from taskonomy_db import encodings as enc
+from taskonomy_db import labels
 from taskonomy_db.cli import cli
-from taskonomy_db.generate import GenerateError, GenerateSettings, build_room, generate, render_room
+from taskonomy_db.generate import GenerateError, GenerateSettings, build_room, generate, points_in_views, render_room
 from taskonomy_db.ingest import ingest
-from taskonomy_db.layout import DOMAINS, file_name
+from taskonomy_db.layout import DOMAINS, file_name, parse_file_name
 from taskonomy_db.render import CompiledRoom, occlusion_strength, pixel_rays
 from taskonomy_db.scenes import building_names, make_building_rooms, restyle
 from taskonomy_db.workspace import Workspace
@@ -30,11 +31,26 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# Every field of a real Taskonomy camera file, and nothing else.
+REAL_CAMERA_FIELDS = {
+    "camera_location", "camera_rotation_original", "camera_rotation_final", "camera_rotation_from_original_to_final",
+    "field_of_view_rads", "point_location", "point_normal", "point_pitch", "point_uuid", "view_id", "camera_uuid",
+    "camera_distance", "obliqueness_angle", "room", "bounding_box_ranges", "vanishing_points_gaussian_sphere",
+    "vanishing_points_image", "nonfixated_points_in_view", "model_rotation_degrees", "resolution", "skybox_img",
+    "skybox_img_path",
+}  # fmt: skip
+BLENDER_FROM_CV = np.diag([1.0, -1.0, -1.0])
+
+
 def views(root: Path):
     """(building, point, view) of every view in a taskonomy-layout dataset."""
     for points in sorted(root.glob("*/points/*.json")):
-        data = enc.read_json(points)
-        yield points.parent.parent.name, data["point"], data["view_id"]
+        point, view, _, _ = parse_file_name(points.name)
+        yield points.parent.parent.name, point, view
+
+
+def focal(info: dict) -> float:
+    return info["resolution"] / 2 / math.tan(info["field_of_view_rads"] / 2)
 
 
 def load(root: Path, building: str, point: int, view: int, domain: str):
@@ -43,11 +59,10 @@ def load(root: Path, building: str, point: int, view: int, domain: str):
 
 def camera_rays(info: dict) -> np.ndarray:
     """Per-pixel camera-frame (x right, y down, z forward) ray directions at z = 1."""
-    intrinsics = info["intrinsics"]
-    size = intrinsics["size"]
+    size = info["resolution"]
     grid = np.arange(size) + 0.5
-    x = (grid[None, :] - intrinsics["cx"]) / intrinsics["fx"]
-    y = (grid[:, None] - intrinsics["cy"]) / intrinsics["fy"]
+    x = (grid[None, :] - size / 2) / focal(info)
+    y = (grid[:, None] - size / 2) / focal(info)
     return np.stack(np.broadcast_arrays(x, y, np.ones((size, size))), axis=-1)
 
 
@@ -81,7 +96,7 @@ def test_depth_euclidean_at_least_zbuffer_and_equal_at_centre(dataset: Path):
         info = load(dataset, *key, "points")
         seen = euclidean[centre - 1 : centre + 1, centre - 1 : centre + 1] / enc.DEPTH_UNITS_PER_METRE
         # The image centre lies between the four central pixels: on a plane their mean is the centre's depth.
-        assert abs(seen.mean() - info["point_distance"]) < 0.03 * info["point_distance"]
+        assert abs(seen.mean() - info["camera_distance"]) < 0.03 * info["camera_distance"]
 
 
 def test_normals_are_unit_and_face_the_camera(dataset: Path):
@@ -127,47 +142,91 @@ def test_texture_edges_differ_from_occlusion_edges(dataset: Path):
     assert texture_total > 0 and texture_only / texture_total > 0.5
 
 
+def test_camera_files_have_exactly_the_real_fields(dataset: Path):
+    for key in views(dataset):
+        info = load(dataset, *key, "points")
+        assert set(info) == REAL_CAMERA_FIELDS
+        assert info["point_uuid"] == str(key[1]) and info["view_id"] == key[2] and info["resolution"] == SIZE
+        assert info["skybox_img_path"] == f"./img/high/{info['camera_uuid']}_skybox{info['skybox_img']}.jpg"
+        # obliqueness: the angle between the surface normal and the direction from the point to the camera.
+        to_camera = np.subtract(info["camera_location"], info["point_location"])
+        cosine = to_camera @ info["point_normal"] / np.linalg.norm(to_camera)
+        assert abs(math.cos(info["obliqueness_angle"]) - cosine) < 1e-5
+        assert abs(np.linalg.norm(to_camera) - info["camera_distance"]) < 1e-5
+
+
 def test_fixated_point_projects_to_image_centre_in_every_view(dataset: Path):
     points_seen: dict[tuple[str, int], list[list[float]]] = {}
     for key in views(dataset):
         info = load(dataset, *key, "points")
-        world_from_camera = np.array(info["world_from_camera"])
-        local = world_from_camera.T @ (np.array(info["point_location"]) - info["camera_location"])
-        intrinsics = info["intrinsics"]
-        pixel = local[:2] / local[2] * intrinsics["fx"] + [intrinsics["cx"], intrinsics["cy"]]
-        assert local[2] > 0 and np.allclose(pixel, [SIZE / 2, SIZE / 2], atol=1e-3)
-        assert math.radians(50) < info["field_of_view_rads"] < math.radians(70)
-        # camera_rotation_final (Blender XYZ Euler, camera looking down -Z) is the same rotation.
+        # camera_rotation_final: Blender XYZ Euler of a camera looking down its -Z with +Y up.
         rx, ry, rz = info["camera_rotation_final"]
         rot_x = np.array([[1, 0, 0], [0, math.cos(rx), -math.sin(rx)], [0, math.sin(rx), math.cos(rx)]])
         rot_y = np.array([[math.cos(ry), 0, math.sin(ry)], [0, 1, 0], [-math.sin(ry), 0, math.cos(ry)]])
         rot_z = np.array([[math.cos(rz), -math.sin(rz), 0], [math.sin(rz), math.cos(rz), 0], [0, 0, 1]])
-        assert np.allclose(rot_z @ rot_y @ rot_x, world_from_camera @ np.diag([1, -1, -1]), atol=1e-5)
+        world_from_camera = rot_z @ rot_y @ rot_x @ BLENDER_FROM_CV  # camera frame x right, y down, z forward
+        local = world_from_camera.T @ (np.array(info["point_location"]) - info["camera_location"])
+        pixel = local[:2] / local[2] * focal(info) + SIZE / 2
+        assert local[2] > 0 and np.allclose(pixel, [SIZE / 2, SIZE / 2], atol=1e-3)
+        assert math.radians(50) < info["field_of_view_rads"] < math.radians(70)
+        # The world axes on the Gaussian sphere are the rotation's rows (Blender camera frame).
+        for name, row in zip("xyz", rot_z @ rot_y @ rot_x, strict=True):
+            assert np.allclose(info["vanishing_points_gaussian_sphere"][name], row, atol=1e-5)
         points_seen.setdefault((key[0], key[1]), []).append(info["camera_location"])
     # Views of one point come from different places.
     for locations in points_seen.values():
         assert len(locations) == 2 and np.linalg.norm(np.subtract(*locations)) > 0.4
 
 
-def test_room_layout_and_vanishing_points_match_rendered_edges(dataset: Path):
-    checked, agreeing = 0, 0
+def test_other_points_in_view_are_those_an_unblocked_ray_reaches_inside_the_image():
+    settings = GenerateSettings(n_buildings=1, rooms_per_building=1, points_per_room=6, views_per_point=2, size=32)
+    room, rendered = render_room(settings, 0, "test", 0)
+    compiled = CompiledRoom(room)
+    listed = points_in_views(rendered, 32)
+    n_seen = 0
+    for (pose, _), seen in zip(rendered, listed, strict=True):
+        for other, _ in rendered:
+            if other.point == pose.point or other.view != 0:
+                continue
+            offset = other.point_location - pose.camera.position
+            distance = np.linalg.norm(offset)
+            t, _ = compiled.cast(pose.camera.position[None], (offset / distance)[None])
+            (u, v), z = pose.camera.project(other.point_location, 32)
+            in_image = z > 0 and 0.5 <= u < 31.5 and 0.5 <= v < 31.5  # a pixel off the border: no rounding doubt
+            reached = abs(t[0] - distance) < 0.01 * distance
+            if in_image and reached:
+                assert other.point in seen
+                n_seen += 1
+            elif not (z > 0 and 0 <= u < 32 and 0 <= v < 32) or t[0] < 0.9 * distance:
+                assert other.point not in seen
+    assert n_seen > 0
+
+
+def test_room_layout_and_vanishing_point_labels_match_the_rendered_room(dataset: Path):
+    """Both labels are computed from the camera file by load_ops' rules; the room they describe is the one the
+    normals and depth show: wall, floor and ceiling normals lie along the vanishing directions, and the layout
+    box's floor-wall and wall-wall edges project onto pixels whose normals are those of the two surfaces."""
+    checked, agreeing, n_room_pixels = 0, 0, 0
     for key in views(dataset):
         info = load(dataset, *key, "points")
-        layout = info["room_layout"]
-        rotation, centre, size = np.array(layout["camera_from_room"]), np.array(layout["center"]), layout["size"]
         normals, valid = enc.decode_normal(load(dataset, *key, "normal"))
         depth, _ = enc.decode_depth(load(dataset, *key, "depth_zbuffer"))
+        semantic, _ = enc.decode_segment_semantic(load(dataset, *key, "segment_semantic"))
         to_stored = np.array([1, 1, -1])  # camera frame (z forward) -> stored normal frame (+Z toward camera)
-        # Vanishing points are the room's axes in the camera frame.
-        for name, axis in zip("xyz", np.eye(3), strict=True):
-            direction = np.array(info["vanishing_points_gaussian_sphere"][name])
-            assert abs(abs(direction @ (rotation @ axis)) - 1) < 1e-5
-            pixel = info["vanishing_points_pixels"][name]
-            if pixel is not None:
-                expected = direction[:2] / direction[2] * info["intrinsics"]["fx"] + SIZE / 2
-                assert np.allclose(pixel, expected, rtol=1e-4, atol=1e-2)  # JSON rounds to 6 decimals
+        vanishing, _ = labels.vanishing_point(info)
+        directions = vanishing.reshape(3, 3) @ BLENDER_FROM_CV  # rows: canonical axes in the cv camera frame
+        room = valid & (semantic == enc.SEMANTIC_BACKGROUND)
+        alignment = np.abs(np.einsum("ijk,ak->ija", normals * to_stored, directions)).max(-1)
+        assert np.mean(alignment[room] > 0.97) > 0.97
+        n_room_pixels += room.sum()
+        standard, _ = labels.room_layout(info)
+        layout = standard * labels.ROOM_LAYOUT_STD + labels.ROOM_LAYOUT_MEAN
+        centre = BLENDER_FROM_CV @ layout[:3]
+        rotation = BLENDER_FROM_CV @ labels.euler_to_matrix(layout[3:6]).T  # canonical room frame -> cv camera
+        # One set of room axes, canonicalised differently (x-major against the view lying between +x and +y).
+        assert np.allclose(np.sort(np.abs(directions @ rotation), axis=1), [[0, 0, 1]] * 3, atol=1e-5)
         # Sample the four floor-wall edges of the layout box and the four vertical wall-wall edges.
-        hx, hy, hz = np.array(size) / 2
+        hx, hy, hz = layout[6:] / 2
         s = np.linspace(-1, 1, 120)[:, None]
         edges = []  # (room-frame points along the edge, the inward normals of the two surfaces meeting there)
         for side in (-1, 1):
@@ -180,7 +239,7 @@ def test_room_layout_and_vanishing_points_match_rendered_edges(dataset: Path):
             camera_points = room_points @ rotation.T + centre
             z = camera_points[:, 2]
             front = z > 0.2
-            pixels = camera_points[front, :2] / z[front, None] * info["intrinsics"]["fx"] + SIZE / 2
+            pixels = camera_points[front, :2] / z[front, None] * focal(info) + SIZE / 2
             inside = np.all((pixels >= 1) & (pixels < SIZE - 1), axis=1)
             for (u, v), depth_edge in zip(pixels[inside].astype(int), z[front][inside], strict=True):
                 window = (slice(v - 1, v + 2), slice(u - 1, u + 2))
@@ -192,6 +251,7 @@ def test_room_layout_and_vanishing_points_match_rendered_edges(dataset: Path):
                     for n in expected_normals
                 ]
                 agreeing += all(found)
+    assert n_room_pixels > 1000
     assert checked > 50
     assert agreeing / checked > 0.9
 
@@ -249,8 +309,9 @@ def test_class_vectors_and_curvature(dataset: Path):
         info = load(dataset, *key, "points")
         scene = load(dataset, *key, "class_scene")
         assert scene.dtype == np.float32 and scene.shape == (len(enc.SCENE_CLASSES),)
-        assert enc.SCENE_CLASSES[int(scene.argmax())] == info["scene_class"]
-        scenes.add(info["scene_class"])
+        room_type = info["room"].rsplit("_", 1)[0]
+        assert enc.SCENE_CLASSES[int(scene.argmax())] == room_type
+        scenes.add(room_type)
         objects = load(dataset, *key, "class_object")
         assert objects.shape == (len(enc.OBJECT_CLASSES),) and abs(objects.sum() - 1) < 1e-5
         semantic, _ = enc.decode_segment_semantic(load(dataset, *key, "segment_semantic"))

@@ -515,47 +515,6 @@ def test_unknown_encoder_is_a_clear_error(workspace: Workspace):
     assert result.exit_code == 1 and "no registered encoder 'nope'" in result.output
 
 
-def test_segment_metric_loss_matches_per_offset_reference():
-    """The fused metric loss gives the per-offset formulation's values and gradients, masked or not."""
-    import torch.nn.functional as F
-
-    from taskonomy_db.tasks import SEGMENT_MARGIN, SEGMENT_PAIR_OFFSETS, _shifted, segment_metric_loss
-
-    def reference(prediction, target, mask):
-        total = prediction.new_zeros(prediction.shape[0])
-        count = prediction.new_zeros(prediction.shape[0])
-        height, width = target.shape[-2:]
-        for dy, dx in SEGMENT_PAIR_OFFSETS:
-            if abs(dy) >= height or abs(dx) >= width:
-                continue
-            (a_rows, b_rows), (a_cols, b_cols) = _shifted(dy, height), _shifted(dx, width)
-            ea, eb = prediction[:, :, a_rows, a_cols], prediction[:, :, b_rows, b_cols]
-            same = (target[:, a_rows, a_cols] == target[:, b_rows, b_cols]).to(prediction.dtype)
-            dist2 = (ea - eb).pow(2).sum(1)
-            pair = same * dist2 + (1 - same) * F.relu(SEGMENT_MARGIN - (dist2 + 1e-8).sqrt()).pow(2)
-            if mask is not None:
-                valid = (mask[:, a_rows, a_cols] & mask[:, b_rows, b_cols]).to(prediction.dtype)
-                pair, count = pair * valid, count + valid.flatten(1).sum(1)
-            else:
-                count = count + pair[0].numel()
-            total = total + pair.flatten(1).sum(1)
-        return total / count.clamp_min(1)
-
-    generator = torch.Generator().manual_seed(0)
-    for height, width in ((20, 24), (5, 3), (1, 1)):
-        embeddings = 0.3 * torch.randn(3, 4, height, width, dtype=torch.float64, generator=generator)
-        target = torch.randint(0, 3, (3, height, width), generator=generator)
-        for mask in (None, torch.rand(3, height, width, generator=generator) > 0.3):
-            weights = torch.rand(3, dtype=torch.float64, generator=generator)
-            fused, plain = embeddings.clone().requires_grad_(), embeddings.clone().requires_grad_()
-            loss, expected = segment_metric_loss(fused, target, mask), reference(plain, target, mask)
-            torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-12)
-            if expected.requires_grad:  # not at 1x1: no pair fits
-                (loss * weights).sum().backward()
-                (expected * weights).sum().backward()
-                torch.testing.assert_close(fused.grad, plain.grad, rtol=1e-9, atol=1e-12)
-
-
 def test_pixel_shuffle_matches_torch_forward_and_backward():
     from taskonomy_db.models.networks import PixelShuffle
 
