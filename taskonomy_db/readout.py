@@ -369,8 +369,7 @@ def train_readout_group(
             optimizer.step()
         if schedule.evaluates_at(step):
             bank.eval()
-            with torch.no_grad():
-                held = bank(features("holdout", holdout_rows))
+            held = _predict(bank, features, "holdout", counts["holdout"])
             for index in active:
                 if failures[index]:
                     continue
