@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from taskonomy_db.errors import InfeasibleError  # noqa: E402
+from taskonomy_db.evaluation import Measurements, sweep  # noqa: E402
 from taskonomy_db.published import read_published  # noqa: E402
-from taskonomy_db.taxonomy import Measurements, build_problem, solve, solver_name, sweep  # noqa: E402
+from taskonomy_db.taxonomy import build_problem, solve, solver_name  # noqa: E402
 from tests.test_taxonomy import (  # noqa: E402
     acceptance_cells,
     final_roles,

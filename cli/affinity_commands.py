@@ -138,7 +138,7 @@ def import_published_command(path: Path, data: str, output_format: str, workspac
 
     Example:
 
-        tdb import-published ../shared/taskonomy-published --data 16k
+        tdb import-published path/to/taskonomy-published --data 16k
     """
     workspace = open_workspace(workspace_path)
     with workspace.run("import-published", {"path": str(path), "data": data}):

@@ -8,6 +8,16 @@ from typing import Any
 import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, workspace_option
+from taskonomy_db.evaluation import (
+    load_affinity_rows,
+    load_measurements,
+    per_target,
+    sweep,
+    sweep_budget_limit,
+    sweep_tables,
+    taxonomy_json,
+    top_sweep_budget,
+)
 from taskonomy_db.report import REPORT_CLUSTERS, REPORT_SWEEP_BUDGET
 from taskonomy_db.taxonomy import (
     DEFAULT_BUDGET,
@@ -16,16 +26,8 @@ from taskonomy_db.taxonomy import (
     Taxonomy,
     TaxonomyInputError,
     build_problem,
-    load_affinity_rows,
-    load_measurements,
-    per_target,
     plain_number,
     solve,
-    sweep,
-    sweep_budget_limit,
-    sweep_tables,
-    taxonomy_json,
-    top_sweep_budget,
 )
 
 SWEEP_MAX_BUDGET = 10

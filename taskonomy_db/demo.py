@@ -264,8 +264,8 @@ def step_tree(state: DemoState) -> str:
 
 
 def step_taxonomy(state: DemoState) -> str:
+    from taskonomy_db.evaluation import load_affinity_rows, load_measurements, sweep
     from taskonomy_db.significance import cross_fitted_sweep
-    from taskonomy_db.taxonomy import load_affinity_rows, load_measurements, sweep
 
     db = state.workspace.db
     rows = load_affinity_rows(db)

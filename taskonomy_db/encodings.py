@@ -1,8 +1,8 @@
 """The on-disk encodings of every Taskonomy domain: encode to the stored arrays, decode to float32 in real units.
 
 Both the generator (`tdb generate`) and every reader (task registry, training, evaluation) go through this
-module, so the stored format is defined in exactly one place. Encodings follow the real dataset
-(shared/TASKONOMY.md); where the real dataset leaves a scale open, the constant below fixes it.
+module, so the stored format is defined in exactly one place. Encodings are the real dataset's; where
+the real dataset leaves a scale open, the constant below fixes it.
 
 Decoders return float32 arrays in meaningful units (metres, unit vectors, 1/m, probabilities) and, where a
 pixel can be invalid, a boolean validity mask alongside.

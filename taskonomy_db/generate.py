@@ -12,15 +12,12 @@ is renamed into place at the end: an interrupted run leaves no half dataset.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import math
 import multiprocessing
 import os
 import shutil
-import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,21 +27,19 @@ from tqdm import tqdm
 from taskonomy_db import encodings as enc
 from taskonomy_db.errors import GenerateError
 from taskonomy_db.layout import DOMAINS, LAYOUTS, file_name, relative_path
-from taskonomy_db.render import (
-    Camera,
-    CompiledRoom,
-    RenderedView,
+from taskonomy_db.process_tuning import tune_process, tune_worker
+from taskonomy_db.render import Camera, CompiledRoom, RenderedView, render
+from taskonomy_db.scenes import Room, Style, building_names, make_room, make_style
+from taskonomy_db.view_labels import (
     class_object,
     class_scene,
     edge_occlusion,
     edge_texture,
     keypoints2d,
     keypoints3d,
-    render,
     segment_unsup2d,
     segment_unsup25d,
 )
-from taskonomy_db.scenes import Room, Style, building_names, make_room, make_style
 
 MIN_SIZE, MAX_SIZE = 32, 512
 MANIFEST = "tdb_generate.json"
@@ -466,79 +461,6 @@ def _write_new_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-# ---------------------------------------------------------------- process tuning for the render loop
-
-# glibc mallopt parameters (malloc.h): mmap and trim thresholds, tuned and default.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_TUNED_THRESHOLDS = {_M_MMAP_THRESHOLD: 64 * 1024 * 1024, _M_TRIM_THRESHOLD: 256 * 1024 * 1024}
-_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
-# (set, get) thread-count functions of the OpenBLAS builds numpy and scipy ship (symbol names vary by build).
-_OPENBLAS_THREAD_FUNCTIONS = (
-    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-    ("openblas_set_num_threads", "openblas_get_num_threads"),
-)
-
-
-def _tune_process() -> Callable[[], None]:
-    """Tune this process for rendering; return a function that undoes it.
-
-    - glibc serves blocks over 128 KiB with fresh mmap pages and trims its heap eagerly, so every (primitive x
-      ray) culling matrix or label-sized temporary cost hundreds of page faults (~15% of a view's CPU time on a
-      virtual machine). Higher thresholds keep those pages mapped. Undoing restores the default values (glibc
-      then stops adapting its mmap threshold dynamically, which matters only to allocation-heavy callers).
-    - OpenBLAS runs larger matrix products on all cores and its threads then spin-wait: in a worker of a
-      process pool that quadrupled the culling step's CPU time and took the other core from the other worker.
-      One BLAS thread per process: the parallelism is the pool's.
-    Elsewhere than Linux with glibc and OpenBLAS, the missing parts are skipped.
-    """
-    undo: list[Callable[[], None]] = []
-    if sys.platform.startswith("linux"):
-        try:
-            mallopt = ctypes.CDLL("libc.so.6").mallopt
-        except (OSError, AttributeError):  # not glibc (musl, ...)
-            mallopt = None
-        if mallopt is not None:
-            for parameter, value in _TUNED_THRESHOLDS.items():
-                mallopt(parameter, value)
-                undo.append(functools.partial(mallopt, parameter, _GLIBC_DEFAULT_THRESHOLD))
-        for set_threads, get_threads in _openblas_thread_functions():
-            undo.append(functools.partial(set_threads, get_threads()))
-            set_threads(1)
-
-    def undo_all() -> None:
-        for step in reversed(undo):
-            step()
-
-    return undo_all
-
-
-def _openblas_thread_functions() -> list[tuple[Callable[[int], None], Callable[[], int]]]:
-    """The thread-count functions of every OpenBLAS library loaded in this process (as threadpoolctl finds them)."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return []
-    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1].lower()})
-    functions = []
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _OPENBLAS_THREAD_FUNCTIONS:
-            if hasattr(library, set_name) and hasattr(library, get_name):
-                functions.append((getattr(library, set_name), getattr(library, get_name)))
-                break
-    return functions
-
-
-def _tune_worker() -> None:
-    """Pool initializer: workers are forked for one run and exit after it, so their tuning is never undone."""
-    _tune_process()
-
-
 def check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise GenerateError(f"output {out} exists and is not a directory")
@@ -581,7 +503,7 @@ def generate(
         tasks = [(s, b, name, r, str(tmp)) for s, b, name, r, _ in tasks]
         with tqdm(total=settings.n_views, desc="rendering", unit="view", disable=None if progress else True) as bar:
             if workers == 1:
-                undo = _tune_process()
+                undo = tune_process()
                 try:
                     for task in tasks:
                         bar.update(_room_task(task))
@@ -591,7 +513,7 @@ def generate(
                 # fork: workers inherit the imported modules and never re-run the caller's main script.
                 methods = multiprocessing.get_all_start_methods()
                 context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                with context.Pool(workers, initializer=_tune_worker) as pool:
+                with context.Pool(workers, initializer=tune_worker) as pool:
                     for n in pool.imap_unordered(_room_task, tasks):
                         bar.update(n)
         manifest = {"generator": "taskonomy_db.generate", "buildings": names, "settings": asdict(settings)}

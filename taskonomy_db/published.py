@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
 DATA_SIZES = ("1k", "16k", "full")
 _FILE_SUFFIX = {"1k": "_1k", "16k": "_16k", "full": ""}
 
-# Code names in the released files -> dataset domain names (../shared/TASKONOMY.md). Baselines get our names.
+# Code names in the released files -> dataset domain names (the paper's Table 1 names). Baselines get our names.
 PAPER_TO_DOMAIN: dict[str, str] = {
     "autoencoder": "autoencoding",
     "colorization": "colorization",

@@ -27,20 +27,17 @@ import numpy as np
 from taskonomy_db import __version__
 from taskonomy_db.affinity import active_origin, first_order_matrix
 from taskonomy_db.errors import InfeasibleError, TdbError
-from taskonomy_db.taxonomy import (
+from taskonomy_db.evaluation import (
     Measurements,
-    Taxonomy,
-    build_problem,
     load_affinity_rows,
     load_measurements,
     per_target,
-    plain_number,
-    solve,
     sweep,
     sweep_budget_limit,
     sweep_tables,
     top_sweep_budget,
 )
+from taskonomy_db.taxonomy import Taxonomy, build_problem, plain_number, solve
 from taskonomy_db.workspace import Workspace
 
 REPORT_FILE = "report.html"

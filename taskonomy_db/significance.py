@@ -1,7 +1,7 @@
 """Cross-fitted structure significance: does a taxonomy beat random policies of its budget on test images it was
 not chosen on?
 
-Scored in-sample (`taxonomy.sweep` on the workspace's views), the taxonomy is optimised on the very test images
+Scored in-sample (`evaluation.sweep` on the workspace's views), the taxonomy is optimised on the very test images
 that then score it, while the random policies are not, so its percentile is optimistic. Here the test buildings
 are cut in two halves; the affinities of one half choose the taxonomy, and it is scored (with the same random
 policies) by the Quality of the other half, and the other way round. Each half's numbers come from the store's
@@ -19,7 +19,7 @@ from typing import Any
 from taskonomy_db.affinity import evidence_store
 from taskonomy_db.db import Database
 from taskonomy_db.errors import TdbError
-from taskonomy_db.taxonomy import load_affinity_rows, load_measurements, sweep
+from taskonomy_db.evaluation import load_affinity_rows, load_measurements, sweep
 
 
 class SignificanceError(TdbError):

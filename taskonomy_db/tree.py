@@ -24,7 +24,7 @@ from taskonomy_db.affinity import AffinityError, first_order_matrix
 from taskonomy_db.db import Database
 from taskonomy_db.names import NETWORK_BASELINES
 
-# The groups of the paper's task similarity tree (../shared/TASKONOMY.md); denoising stands apart.
+# The groups of the paper's task similarity tree (the paper's Figure 13); denoising stands apart.
 PAPER_GROUPS: dict[str, tuple[str, ...]] = {
     "3D": (
         "normal",

@@ -16,8 +16,9 @@ from taskonomy_db.cli import cli
 from taskonomy_db.generate import GenerateError, GenerateSettings, build_room, generate, points_in_views, render_room
 from taskonomy_db.ingest import ingest
 from taskonomy_db.layout import DOMAINS, file_name, parse_file_name
-from taskonomy_db.render import CompiledRoom, occlusion_strength, pixel_rays
+from taskonomy_db.render import CompiledRoom, pixel_rays
 from taskonomy_db.scenes import building_names, make_building_rooms, restyle
+from taskonomy_db.view_labels import occlusion_strength
 from taskonomy_db.workspace import Workspace
 
 SIZE = 48

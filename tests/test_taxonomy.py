@@ -23,21 +23,17 @@ from scipy.sparse import coo_matrix
 
 from taskonomy_db.cli import cli
 from taskonomy_db.errors import InfeasibleError, UnknownTaskError
-from taskonomy_db.published import read_published
-from taskonomy_db.taxonomy import (
+from taskonomy_db.evaluation import (
     Measurements,
-    TaxonomyInputError,
-    build_problem,
-    default_roles,
     mean_quality,
-    minimum_cost,
     percentile_of,
     random_policies,
-    solve,
     sweep,
     sweep_budget_limit,
     sweep_tables,
 )
+from taskonomy_db.published import read_published
+from taskonomy_db.taxonomy import TaxonomyInputError, build_problem, default_roles, minimum_cost, solve
 
 from .conftest import PUBLISHED, requires_published
 
