@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
+from taskonomy_db.process_tuning import tune_process, tuned
+
 C = TypeVar("C")
 J = TypeVar("J")
 R = TypeVar("R")
@@ -32,8 +34,9 @@ class SerialExecutor:
     """Runs jobs one after another in this process, with torch's own intra-op threads."""
 
     def map(self, fn: Callable[[C, J], R], jobs: Sequence[J], context: C) -> Iterator[R]:
-        for job in jobs:
-            yield fn(context, job)
+        with tuned():
+            for job in jobs:
+                yield fn(context, job)
 
 
 _worker_context: Any = None
@@ -43,6 +46,7 @@ def _init_worker(context: Any, threads: int) -> None:
     global _worker_context
     _worker_context = context
     torch.set_num_threads(threads)
+    tune_process()  # a worker lives for one map: never undone
 
 
 def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:

@@ -1,6 +1,7 @@
-"""What one transfer job does: train readouts (or a scratch network) until their held-out loss stops improving,
-then score every test image. Pure functions of a `TransferContext` and a job, run by the executor's workers;
-nothing here touches the workspace's database.
+"""The jobs of a transfer run and what a readout job does: train readouts until their held-out loss stops
+improving, then score every test image. Pure functions of a `TransferContext` and a job, run by the executor's
+workers (through `taskonomy_db.transfer_jobs.run_job`, which also runs the pixel baselines); nothing here
+touches the workspace's database.
 
 Image roles (chosen by `taskonomy_db.transfer`): `fit` (the images readouts and scratch take gradient steps on,
 from a split no task network trained on), `holdout` (images of other buildings of that split, for early
@@ -9,12 +10,10 @@ stopping) and `test` (every loss that is stored).
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +23,8 @@ from torch import nn
 
 from taskonomy_db.data import TaskData
 from taskonomy_db.errors import TdbError
-from taskonomy_db.models.networks import NetworkConfig, PixelShuffle, create_task_network
-from taskonomy_db.names import GOLD
+from taskonomy_db.models.networks import PixelShuffle
 from taskonomy_db.tasks import TaskSpec, get_task
-from taskonomy_db.training import load_gold_network, per_image_losses
-from taskonomy_db.workspace import Workspace
 
 ROLES = ("fit", "holdout", "test")
 EVAL_BATCH = 256
@@ -235,10 +231,37 @@ class ReadoutBank(nn.Module):
                 self.first.bias[index * width : (index + 1) * width] = first.bias
         self.heads = nn.ModuleList(heads)
 
-    def forward(self, representation: torch.Tensor) -> list[torch.Tensor]:
-        hidden = F.relu(self.first(representation))
+    def forward(
+        self,
+        representation: torch.Tensor,
+        heads: Sequence[int] | None = None,
+        pixels: Mapping[int, torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        """The predictions of `heads` (every head when None), in that order. Only those heads are computed: the
+        readouts of a group stop at different steps, and a stopped head's forward and backward would otherwise
+        cost as much as a training one's until the last head stops.
+
+        A dense head named in `pixels` (head -> (B, K) flat pixel indices) is computed at those pixels alone and
+        returns (B, C, K, 1): its full map's values there. A metric-loss embedding reads 300 sampled pixels of
+        4096, and its full 64-channel map made its training step cost 30 times a dense head's."""
         w = self.width
-        return [head(hidden[:, i * w : (i + 1) * w]) + getattr(self, f"prior{i}") for i, head in enumerate(self.heads)]
+        if heads is None or len(heads) == len(self.heads):
+            heads = range(len(self.heads))
+            hidden = F.relu(self.first(representation))
+        else:
+            channels = torch.cat([torch.arange(i * w, (i + 1) * w) for i in heads])
+            weight, bias = self.first.weight[channels], self.first.bias[channels]
+            hidden = F.relu(F.conv2d(representation, weight, bias, padding=1))
+        pixels = pixels or {}
+        outputs = []
+        for k, i in enumerate(heads):
+            own = hidden[:, k * w : (k + 1) * w]
+            prior = getattr(self, f"prior{i}")
+            if i in pixels:
+                outputs.append(_at_pixels(self.heads[i], own, pixels[i]) + _prior_at(prior, pixels[i]))
+            else:
+                outputs.append(self.heads[i](own) + prior)
+        return outputs
 
     def head_state(self, index: int) -> list[torch.Tensor]:
         """Copies of every parameter of one head, its slice of the fused convolution included."""
@@ -271,6 +294,69 @@ def _readout_head(spec: TaskSpec, width: int, side: int, size: int) -> nn.Module
     )
 
 
+def _at_pixels(head: nn.Module, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """A dense head (conv, ReLU, 1x1 conv, pixel shuffle) at flat pixel indices (B, K) of its output: each pixel
+    is one row of the 1x1 convolution (the one its place in its s x s block selects) applied to its cell of the
+    hidden map. Pixels are grouped by that row, so the work is one small matmul per row instead of the whole
+    map. Returns (B, C, K, 1)."""
+    conv, relu, last, shuffle = head
+    cells = relu(conv(hidden))
+    batch, width, _, cell_width = cells.shape
+    s = shuffle.factor
+    y, x = index // (cell_width * s), index % (cell_width * s)
+    cell = (y // s) * cell_width + (x // s)
+    block = ((y % s) * s + (x % s)).reshape(-1)
+    chosen = torch.gather(cells.flatten(2), 2, cell[:, None, :].expand(-1, width, -1))
+    rows = chosen.permute(0, 2, 1).reshape(-1, width)
+    channels = last.weight.shape[0] // (s * s)
+    weight = last.weight.view(channels, s * s, width)
+    bias = last.bias.view(channels, s * s)
+    order = torch.argsort(block, stable=True)
+    pieces = torch.split(rows[order], torch.bincount(block, minlength=s * s).tolist())
+    grouped = torch.cat([piece @ weight[:, j].T + bias[:, j] for j, piece in enumerate(pieces)])
+    return grouped[torch.argsort(order)].view(batch, -1, channels).permute(0, 2, 1).unsqueeze(3)
+
+
+def _prior_at(prior: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """A (1, C, H, W) prior at flat pixel indices (B, K), as (B, C, K, 1)."""
+    flat = prior.flatten(2).expand(index.shape[0], -1, -1)
+    return torch.gather(flat, 2, index[:, None, :].expand(-1, flat.shape[1], -1)).unsqueeze(3)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The pixels a masked metric loss reads, per labelled image of a role: flat indices in ascending order
+    padded to the largest count (`valid` marks the real ones), and the targets there."""
+
+    index: torch.Tensor  # (N, K)
+    valid: torch.Tensor  # (N, K)
+    targets: torch.Tensor  # (N, K)
+
+    @classmethod
+    def of(cls, labels: Labels) -> Samples:
+        chosen = labels.masks.flatten(1).bool()
+        counts = chosen.sum(1)
+        # A stable sort puts each image's chosen pixels first, in ascending order (the order the loss reads).
+        first = torch.sort((~chosen).to(torch.uint8), dim=1, stable=True).indices
+        index = first[:, : int(counts.max()) if len(counts) else 0]
+        valid = torch.arange(index.shape[1])[None, :] < counts[:, None]
+        return cls(index, valid, torch.gather(labels.targets.flatten(1), 1, index))
+
+
+def _sampled(spec: TaskSpec, labels: Labels) -> Samples | None:
+    """The samples of a target whose loss reads sampled pixels of a dense embedding (None for the rest)."""
+    if spec.output_kind != "embedding" or labels.masks is None:
+        return None
+    return Samples.of(labels)
+
+
+def at_samples(samples: Samples, lookup: torch.Tensor, rows: torch.Tensor) -> tuple:
+    """Targets and masks, as (B, K, 1) maps of the samples, of the labelled images among `rows`."""
+    where = lookup[rows]
+    label_rows = where[where >= 0]
+    return samples.targets[label_rows].unsqueeze(2), samples.valid[label_rows].unsqueeze(2)
+
+
 # (role, row positions) -> the input batch: by default rows of the cached representations; the benchmark's naive
 # baseline passes one that runs the encoders again instead.
 Features = Callable[[str, torch.Tensor], torch.Tensor]
@@ -300,10 +386,14 @@ def _lookup(labels: Labels, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _predict(bank: ReadoutBank, features: Features, role: str, n: int) -> list[torch.Tensor]:
-    outputs: list[list[torch.Tensor]] = [[] for _ in bank.heads]
+def _predict(
+    bank: ReadoutBank, features: Features, role: str, n: int, heads: Sequence[int] | None = None
+) -> list[torch.Tensor]:
+    """The predictions of `heads` (every head when None) for every image of a role, in batches."""
+    outputs: list[list[torch.Tensor]] = [[] for _ in (bank.heads if heads is None else heads)]
     for begin in range(0, n, EVAL_BATCH):
-        for index, prediction in enumerate(bank(features(role, torch.arange(begin, min(begin + EVAL_BATCH, n))))):
+        batch = features(role, torch.arange(begin, min(begin + EVAL_BATCH, n)))
+        for index, prediction in enumerate(bank(batch, heads)):
             outputs[index].append(prediction)
     return [torch.cat(chunks) for chunks in outputs]
 
@@ -327,6 +417,7 @@ def train_readout_group(
     width = int(context.settings["readout_width"])
     bank = ReadoutBank(in_channels, side, specs, [job.seed for job in group.jobs], width, size, priors)
     lookups = [{role: _lookup(t[role], counts[role]) for role in ("fit", "holdout")} for t in labels]
+    samples = [_sampled(spec, t["fit"]) for spec, t in zip(specs, labels, strict=True)]
 
     optimizer = torch.optim.AdamW(
         bank.parameters(),
@@ -348,12 +439,14 @@ def train_readout_group(
         step += 1
         bank.train()
         rows = batches.next()
-        predictions = bank(features("fit", rows))
+        # An unlabelled image's row gets any pixels: _labelled drops it.
+        pixels = {i: samples[i].index[lookups[i]["fit"][rows].clamp_min(0)] for i in active if samples[i] is not None}
+        predictions = bank(features("fit", rows), active, pixels)
         total = torch.zeros(())
-        for index in active:
-            prediction, targets, masks = _labelled(
-                labels[index]["fit"], lookups[index]["fit"], rows, predictions[index]
-            )
+        for index, predicted in zip(active, predictions, strict=True):
+            prediction, targets, masks = _labelled(labels[index]["fit"], lookups[index]["fit"], rows, predicted)
+            if index in pixels:
+                targets, masks = at_samples(samples[index], lookups[index]["fit"], rows)
             if not len(targets):
                 continue
             loss = specs[index].loss(prediction, targets, masks).mean()
@@ -369,12 +462,11 @@ def train_readout_group(
             optimizer.step()
         if schedule.evaluates_at(step):
             bank.eval()
-            held = _predict(bank, features, "holdout", counts["holdout"])
-            for index in active:
-                if failures[index]:
-                    continue
+            active = [i for i in active if failures[i] is None]
+            held = _predict(bank, features, "holdout", counts["holdout"], active)
+            for index, predicted in zip(active, held, strict=True):
                 prediction, targets, masks = _labelled(
-                    labels[index]["holdout"], lookups[index]["holdout"], holdout_rows, held[index]
+                    labels[index]["holdout"], lookups[index]["holdout"], holdout_rows, predicted
                 )
                 value = float(specs[index].loss(prediction, targets, masks).mean())
                 if watch[index].update(value if np.isfinite(value) else float("inf"), step):
@@ -396,7 +488,7 @@ def train_readout_group(
             with torch.no_grad():
                 prediction = predictions[index][torch.from_numpy(test.rows)]
                 losses = spec.loss(prediction, test.targets, test.masks).double().numpy()
-            failures[index] = _check_losses(losses)
+            failures[index] = check_losses(losses)
         failed = failures[index] is not None
         outcomes.append(
             TransferOutcome(
@@ -419,105 +511,8 @@ def _is_dense(spec: TaskSpec) -> bool:
     return spec.output_kind not in VECTOR_KINDS
 
 
-def _check_losses(losses: np.ndarray) -> str | None:
+def check_losses(losses: np.ndarray) -> str | None:
     bad = ~np.isfinite(losses)
     if bad.any():
         return f"diverged: {int(bad.sum())} of {len(losses)} test losses are not finite"
     return None
-
-
-# ---------------------------------------------------------------- the pixel baselines
-
-
-def run_network_job(context: TransferContext, item: NetworkJob) -> list[TransferOutcome]:
-    """gold: the trained task network on the test images. scratch: the same architecture trained from pixels on
-    the fit images with the readouts' schedule and early stopping, then tested."""
-    job = item.job
-    started_at = datetime.now()
-    data = context.pixels[job.target]
-    start = time.perf_counter()
-    failure, n_steps, best_step = None, 0, 0
-    if job.kind == GOLD:
-        network, _ = load_gold_network(Workspace(Path(context.workspace_root)), job.target)
-        seconds_train = 0.0
-    else:
-        # Everything random in here (initialisation, dropout) draws from the global generator, seeded by the job
-        # alone, so the result does not depend on what this process ran before.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(job.seed)
-            network, failure, n_steps, best_step = _train_scratch(context, job, data["fit"], data["holdout"])
-        seconds_train = time.perf_counter() - start
-    start = time.perf_counter()
-    losses = None
-    if failure is None:
-        losses = per_image_losses(network, data["test"])
-        failure = _check_losses(losses)
-    test_ids = data["test"].image_ids
-    return [
-        TransferOutcome(
-            job,
-            None if failure else test_ids,
-            None if failure else losses,
-            failure,
-            seconds_train,
-            time.perf_counter() - start,
-            started_at,
-            datetime.now(),
-            n_steps,
-            best_step,
-        )
-    ]
-
-
-def _train_scratch(
-    context: TransferContext, job: TransferJob, fit: TaskData, holdout: TaskData
-) -> tuple[nn.Module, str | None, int, int]:
-    schedule = Schedule.of(context.settings)
-    spec = get_task(job.target)
-    network = create_task_network(spec, NetworkConfig.from_dict(context.settings["scratch_network"]))
-    optimizer = torch.optim.AdamW(
-        network.parameters(),
-        lr=float(context.settings["learning_rate"]),
-        weight_decay=float(context.settings["weight_decay"]),
-    )
-    generator = torch.Generator().manual_seed(job.seed)
-    batches = BatchOrder(len(fit), schedule.batch_size, generator)
-    watch = Patience(schedule.patience)
-    best = copy.deepcopy(network.state_dict())
-    step = 0
-    while step < schedule.max_steps and not watch.stopped:
-        step += 1
-        rows = batches.next()
-        if len(rows) < 2:  # batch norm needs two images
-            continue
-        network.train()
-        batch = fit.batch(rows, train=True, generator=generator)
-        loss = spec.loss(network(batch.inputs), batch.targets, batch.masks).mean()
-        if not torch.isfinite(loss):
-            return network, f"diverged: training loss {loss.item()} at step {step}", step, watch.best_step
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if schedule.evaluates_at(step):
-            value = float(per_image_losses(network, holdout).mean())
-            if watch.update(value if np.isfinite(value) else float("inf"), step):
-                best = copy.deepcopy(network.state_dict())
-    network.load_state_dict(best)
-    return network.eval(), None, step, watch.best_step
-
-
-def run_job(context: TransferContext, item: ReadoutGroup | NetworkJob) -> list[TransferOutcome]:
-    """The executor's one function: a readout group or a pixel baseline, on one thread.
-
-    One thread always: these networks are too small for intra-op parallelism to pay (spinning threads cost more
-    than they save, worse on a busy machine), and a fixed thread count keeps the losses bit-identical whether the
-    run uses one worker or several. Parallelism comes from workers instead.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if isinstance(item, ReadoutGroup):
-            return train_readout_group(context, item)
-        return run_network_job(context, item)
-    finally:
-        torch.set_num_threads(threads)

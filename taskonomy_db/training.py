@@ -27,6 +27,7 @@ from tqdm import tqdm
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
 from taskonomy_db.models.networks import ENCODER_STRIDE, NORMS, NetworkConfig, TaskNetwork, create_task_network
+from taskonomy_db.process_tuning import tuned
 from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
 from taskonomy_db.workspace import TRAIN_NUMBERS, Workspace, check_numbers
 
@@ -489,4 +490,7 @@ def train_tasks(
     settings = train_settings(workspace, overrides)
     sync_tasks(workspace)
     splits = split_digest(workspace)
-    return [train_task(workspace, spec.name, settings, force=force, progress=progress, splits=splits) for spec in specs]
+    with tuned():
+        return [
+            train_task(workspace, spec.name, settings, force=force, progress=progress, splits=splits) for spec in specs
+        ]

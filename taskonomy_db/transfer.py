@@ -54,11 +54,11 @@ from taskonomy_db.readout import (
     TransferError,
     TransferJob,
     TransferOutcome,
-    run_job,
 )
 from taskonomy_db.tasks import get_task, label_versions_digest, list_tasks
 from taskonomy_db.training import load_gold_network, network_config, network_sha256, train_settings
 from taskonomy_db.transfer_images import TransferImages, choose_transfer_images
+from taskonomy_db.transfer_jobs import run_job
 from taskonomy_db.workspace import TRANSFER_NUMBERS, Workspace, check_numbers
 
 BASELINES = (GOLD, SCRATCH, RANDOM)

@@ -25,7 +25,7 @@ from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
-from taskonomy_db.readout import Patience, ReadoutBank, TransferError
+from taskonomy_db.readout import Labels, Patience, ReadoutBank, Samples, TransferError, at_samples
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
 from taskonomy_db.transfer import beam_source_sets, first_order_ranking, run_transfers
@@ -121,6 +121,57 @@ def test_an_embedding_readout_learns_from_a_representation_that_holds_the_segmen
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * constant
+
+
+def _random_bank(specs, priors, side=8, channels=8, size=64):
+    torch.manual_seed(0)
+    bank = ReadoutBank(channels, side, specs, list(range(len(specs))), 16, size, priors)
+    for module in bank.modules():  # the last layers start at zero: make every output depend on the weights
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.3)
+            torch.nn.init.normal_(module.bias, std=0.3)
+    return bank
+
+
+def test_a_head_at_its_sampled_pixels_equals_its_full_map_there_in_values_loss_and_gradients():
+    spec = get_task("segment_unsup2d")
+    prior = torch.randn(1, spec.out_channels, 64, 64) * 0.1
+    bank = _random_bank([spec, get_task("normal")], [prior, torch.zeros(1, 3, 64, 64)])
+    representation = torch.randn(5, 8, 8, 8)
+    masks = torch.zeros(5, 64 * 64, dtype=torch.bool)
+    for image in range(5):  # different counts per image: the samples are padded
+        masks[image, torch.randperm(64 * 64)[: 300 - 20 * image]] = True
+    masks[3] = False  # an image with no sampled pixel
+    masks = masks.view(5, 64, 64)
+    labels = Labels(np.arange(5), np.arange(5, dtype=np.int32), torch.randint(0, 7, (5, 64, 64)), masks)
+    samples = Samples.of(labels)
+    full = bank(representation)[0]
+    sparse = bank(representation, [0], {0: samples.index})[0]
+    for image in range(5):
+        chosen = masks[image].flatten().nonzero().squeeze(1)
+        expected = full[image].flatten(1)[:, chosen]
+        got = sparse[image, :, : len(chosen), 0]
+        assert torch.allclose(got, expected, atol=1e-5), image
+    targets, valid = at_samples(samples, torch.arange(5), torch.arange(5))
+    full_loss = spec.loss(full, labels.targets, masks)
+    sparse_loss = spec.loss(sparse, targets, valid)
+    assert torch.allclose(sparse_loss, full_loss, atol=1e-6)
+    head = list(bank.heads[0].parameters())
+    for got, expected in zip(
+        torch.autograd.grad(sparse_loss.sum(), head), torch.autograd.grad(full_loss.sum(), head), strict=True
+    ):
+        assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_a_bank_computes_the_heads_asked_for_as_it_computes_them_all():
+    specs = [get_task(t) for t in ("normal", "class_scene", "depth_zbuffer")]
+    priors = [torch.zeros(1, 3, 64, 64), torch.zeros(1, specs[1].out_channels), torch.zeros(1, 1, 64, 64)]
+    bank = _random_bank(specs, priors)
+    representation = torch.randn(4, 8, 8, 8)
+    every = bank(representation)
+    some = bank(representation, [2, 0])
+    assert torch.allclose(some[0], every[2], atol=1e-5)
+    assert torch.allclose(some[1], every[0], atol=1e-5)
 
 
 # ---------------------------------------------------------------- the store contract
