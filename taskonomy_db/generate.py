@@ -262,7 +262,7 @@ def camera_uuid(building: str, point: int, view: int) -> str:
     return hashlib.sha256(f"{building}/{point}/{view}".encode()).hexdigest()[:32]
 
 
-def points_json(building: str, room: Room, pose: ViewPose, size: int, points_in_view: list[int]) -> dict:
+def point_info_json(building: str, room: Room, pose: ViewPose, size: int, points_in_view: list[int]) -> dict:
     """The view's camera file with exactly the fields of a real Taskonomy one, in its conventions: Blender XYZ
     Euler rotations (a Blender camera looks down -Z with +Y up) in a z-up world in metres, and
     `bounding_box_ranges` (the room's box) with world x and y swapped, as load_ops.py reads them."""
@@ -402,7 +402,7 @@ def encode_view(
         "segment_unsup25d": png(enc.encode_segment_unsup(segment_unsup25d(rendered))),
         "class_object": enc.npy_bytes(enc.encode_distribution(class_object(rendered))),
         "class_scene": enc.npy_bytes(enc.encode_distribution(class_scene(room))),
-        "points": enc.json_bytes(points_json(building, room, pose, size, points_in_view), indent=None),
+        "point_info": enc.json_bytes(point_info_json(building, room, pose, size, points_in_view), indent=None),
         "mask_valid": png(enc.encode_mask(rendered.valid)),
     }
 

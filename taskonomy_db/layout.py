@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# Every per-view domain the real dataset ships, in the order of the `images` table's path columns.
+# Every per-view domain the real dataset ships, in the order of the `images` table's path columns. Camera files
+# are `point_info`, as the full release and the omnidata downloader name them (`points` is the legacy name).
 DOMAINS: tuple[str, ...] = (
     "rgb",
     "depth_zbuffer",
@@ -26,7 +27,7 @@ DOMAINS: tuple[str, ...] = (
     "segment_unsup25d",
     "class_object",
     "class_scene",
-    "points",
+    "point_info",
     "nonfixated_matches",
     "mask_valid",
 )
