@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from taskonomy_db import encodings as enc
 from taskonomy_db.errors import GenerateError
-from taskonomy_db.layout import DOMAINS, LAYOUTS, file_name, relative_path
+from taskonomy_db.layout import DOMAINS, WRITE_LAYOUTS, file_name, relative_path
 from taskonomy_db.process_tuning import tune_process, tune_worker
 from taskonomy_db.render import Camera, CompiledRoom, RenderedView, render
 from taskonomy_db.scenes import Room, Style, building_names, make_room, make_style
@@ -71,8 +71,8 @@ class GenerateSettings:
                 )
         if not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
             raise GenerateError(f"unsupported image size {self.size}: choose {MIN_SIZE} to {MAX_SIZE} pixels")
-        if self.layout not in LAYOUTS:
-            raise GenerateError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
+        if self.layout not in WRITE_LAYOUTS:
+            raise GenerateError(f"unknown layout {self.layout!r}; expected one of {', '.join(WRITE_LAYOUTS)}")
         if self.points_per_room * self.rooms_per_building > 10_000:
             raise GenerateError("more than 10000 points per building is not supported")
 
