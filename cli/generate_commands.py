@@ -9,7 +9,7 @@ import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option
 from taskonomy_db.generate import MAX_SIZE, MIN_SIZE, GenerateSettings, generate
-from taskonomy_db.layout import LAYOUTS
+from taskonomy_db.layout import WRITE_LAYOUTS
 
 DEFAULTS = GenerateSettings()  # the embedded default dataset: one definition, in the library
 
@@ -56,7 +56,7 @@ DEFAULTS = GenerateSettings()  # the embedded default dataset: one definition, i
 )
 @click.option(
     "--layout",
-    type=click.Choice(LAYOUTS),
+    type=click.Choice(WRITE_LAYOUTS),
     default=DEFAULTS.layout,
     show_default=True,
     help="taskonomy: OUT/building/domain/...; omnidata: OUT/domain/taskonomy/building/...",

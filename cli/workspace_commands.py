@@ -46,7 +46,8 @@ def init(path: str, name: str | None, seed: int) -> None:
     type=click.Choice(["auto", *LAYOUTS]),
     default="auto",
     show_default=True,
-    help="taskonomy: ROOT/building/domain/...; omnidata: ROOT/domain/taskonomy/building/...",
+    help="taskonomy (full release): ROOT/building/domain/...; omnidata: ROOT/domain/taskonomy/building/...; "
+    "legacy (the sample building): ROOT/folder/... for one building, or ROOT/building/folder/...",
 )
 @click.option(
     "--split-file",
@@ -74,7 +75,9 @@ def ingest_command(
 ) -> None:
     """Register every (point, view) of a Taskonomy-format dataset with its per-domain files and split.
 
-    Without --split-file, buildings are split deterministically by a hash of their names (fractions from
+    Reads the full release, the omnidata downloader's tree and the legacy sample building (legacy folder names
+    are mapped to domains). Domains tdb does not use (rgb_large, skybox, modeldata, fragments) are skipped and
+    listed. Without --split-file, buildings are split deterministically by a hash of their names (fractions from
     tdb.toml). Re-ingesting the same root is idempotent. Nothing is written unless every file checks out.
 
     Example:
@@ -97,6 +100,10 @@ def ingest_command(
     click.echo(f"ingested {report.n_images} images ({report.n_new} new) from {report.data_root} [{report.layout}]")
     click.echo(f"splits: {splits} ({report.split_source})")
     click.echo(f"domains: {', '.join(report.domains)}")
+    if report.unused_domains:
+        click.echo(f"skipped (domains tdb does not use): {', '.join(report.unused_domains)}")
+    if report.n_nonfixated_views:
+        click.echo(f"nonfixated: {report.n_nonfixated_views} (point, seeing image) rows in nonfixated_views")
     for domain, count in report.missing_per_domain.items():
         warn(f"{count} images have no {domain} file (see the missing_files view)")
     if report.buildings_not_in_split:

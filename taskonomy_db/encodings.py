@@ -55,7 +55,7 @@ SEMANTIC_CLASSES: tuple[str, ...] = ("uncertain", "background", *OBJECT_CLASSES)
 SCENE_CLASSES: tuple[str, ...] = ("bedroom", "living_room", "office", "dining_room", "kitchen", "storage_room")
 
 # Which file extension each domain is stored with (everything else is PNG).
-DOMAIN_EXTENSIONS: dict[str, str] = {"class_object": "npy", "class_scene": "npy", "points": "json"}
+DOMAIN_EXTENSIONS: dict[str, str] = {"class_object": "npy", "class_scene": "npy", "point_info": "json"}
 DOMAIN_EXTENSIONS.update({"nonfixated_matches": "json"})
 
 # zlib level of PNG writes: fixed, so the same array always gives the same bytes; level 1 is ~7% larger than 6

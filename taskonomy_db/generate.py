@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from taskonomy_db import encodings as enc
 from taskonomy_db.errors import GenerateError
-from taskonomy_db.layout import DOMAINS, LAYOUTS, file_name, relative_path
+from taskonomy_db.layout import DOMAINS, WRITE_LAYOUTS, file_name, relative_path
 from taskonomy_db.process_tuning import tune_process, tune_worker
 from taskonomy_db.render import Camera, CompiledRoom, RenderedView, render
 from taskonomy_db.scenes import Room, Style, building_names, make_room, make_style
@@ -71,8 +71,8 @@ class GenerateSettings:
                 )
         if not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
             raise GenerateError(f"unsupported image size {self.size}: choose {MIN_SIZE} to {MAX_SIZE} pixels")
-        if self.layout not in LAYOUTS:
-            raise GenerateError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
+        if self.layout not in WRITE_LAYOUTS:
+            raise GenerateError(f"unknown layout {self.layout!r}; expected one of {', '.join(WRITE_LAYOUTS)}")
         if self.points_per_room * self.rooms_per_building > 10_000:
             raise GenerateError("more than 10000 points per building is not supported")
 
@@ -262,7 +262,7 @@ def camera_uuid(building: str, point: int, view: int) -> str:
     return hashlib.sha256(f"{building}/{point}/{view}".encode()).hexdigest()[:32]
 
 
-def points_json(building: str, room: Room, pose: ViewPose, size: int, points_in_view: list[int]) -> dict:
+def point_info_json(building: str, room: Room, pose: ViewPose, size: int, points_in_view: list[int]) -> dict:
     """The view's camera file with exactly the fields of a real Taskonomy one, in its conventions: Blender XYZ
     Euler rotations (a Blender camera looks down -Z with +Y up) in a z-up world in metres, and
     `bounding_box_ranges` (the room's box) with world x and y swapped, as load_ops.py reads them."""
@@ -402,7 +402,7 @@ def encode_view(
         "segment_unsup25d": png(enc.encode_segment_unsup(segment_unsup25d(rendered))),
         "class_object": enc.npy_bytes(enc.encode_distribution(class_object(rendered))),
         "class_scene": enc.npy_bytes(enc.encode_distribution(class_scene(room))),
-        "points": enc.json_bytes(points_json(building, room, pose, size, points_in_view), indent=None),
+        "point_info": enc.json_bytes(point_info_json(building, room, pose, size, points_in_view), indent=None),
         "mask_valid": png(enc.encode_mask(rendered.valid)),
     }
 

@@ -1,7 +1,9 @@
-"""Register a dataset in the real Taskonomy layout (either flavour) in a workspace's `images` table.
+"""Register a dataset in a real Taskonomy form (full release, omnidata, legacy) in a workspace's `images` table.
 
-Everything is checked before anything is written, and the write is one transaction: an ingest either fully
-lands or leaves the workspace as it was. Re-ingesting the same root changes nothing.
+Folder names resolve through layout.resolve_folder in every layout (release names, the legacy table, domains tdb
+skips), so one building's files land in the same columns whichever form they came in. Everything is checked
+before anything is written, and the write is one transaction: an ingest either fully lands or leaves the
+workspace as it was. Re-ingesting the same root changes nothing.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,11 +22,32 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from taskonomy_db.errors import IngestError
-from taskonomy_db.layout import DOMAINS, LAYOUTS, check_file, detect_layout, parse_file_name
+from taskonomy_db.layout import (
+    DOMAINS,
+    LAYOUTS,
+    NONFIXATED_DOMAIN,
+    Folder,
+    check_file,
+    detect_layout,
+    is_one_building,
+    parse_any_file_name,
+    resolve_folder,
+)
 from taskonomy_db.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
 SPLIT_SETS = ("tiny", "medium", "full", "fullplus")
+NONFIXATED_SCHEMA = pa.schema(
+    [
+        ("data_root", pa.string()),
+        ("building", pa.string()),
+        ("point", pa.int32()),
+        ("image_key", pa.string()),
+        ("camera_uuid", pa.string()),
+        ("pixel_x", pa.int32()),
+        ("pixel_y", pa.int32()),
+    ]
+)
 
 
 @dataclass
@@ -38,11 +62,15 @@ class IngestReport:
     missing_per_domain: dict[str, int]
     problems: list[tuple[str, str]] = field(default_factory=list)
     buildings_not_in_split: list[str] = field(default_factory=list)
+    unused_domains: list[str] = field(default_factory=list)  # folders of domains tdb does not use, skipped
+    n_nonfixated_views: int = 0  # rows of the legacy per-point nonfixated files, in nonfixated_views
 
 
 @dataclass
 class _Scan:
-    files: dict[tuple[str, int, int], dict[str, str]]
+    files: dict[tuple[str, int, int], dict[str, str]]  # (building, point, view) -> domain -> path
+    nonfixated: list[dict]  # nonfixated_views rows, without data_root
+    unused_domains: list[str]
     problems: list[tuple[str, str]]
 
 
@@ -106,40 +134,118 @@ def deterministic_split(buildings: list[str], fractions: dict[str, float]) -> di
     return dict(zip(ordered, assignment, strict=True))
 
 
-def _scan(root: Path, layout: str) -> _Scan:
-    files: dict[tuple[str, int, int], dict[str, str]] = defaultdict(dict)
+def _domain_folders(root: Path, layout: str) -> tuple[list[tuple[Path, str, Folder]], list[str], list[tuple[str, str]]]:
+    """(folder, building, what it holds) for every folder of files to read, the unused domains skipped, problems."""
+    found: list[tuple[Path, str, Folder]] = []
+    unused: set[str] = set()
     problems: list[tuple[str, str]] = []
-    candidates: list[tuple[Path, str, str]] = []  # (path, building, folder domain)
-    if layout == "taskonomy":
-        for building_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            for domain_dir in sorted(p for p in building_dir.iterdir() if p.is_dir()):
-                candidates += [(f, building_dir.name, domain_dir.name) for f in _files(domain_dir)]
-    else:
-        for domain_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+
+    def add(path: Path, building: str, folder: Folder) -> None:
+        if folder.kind == "unused":
+            unused.add(folder.name)
+        elif folder.kind == "unknown":
+            problems.append((str(path), f"unknown domain {folder.name!r} (not a release, legacy or unused domain)"))
+        else:
+            found.append((path, building, folder))
+
+    if layout == "omnidata":
+        for domain_dir in _subfolders(root):
+            folder = resolve_folder(domain_dir.name)
             base = domain_dir / "taskonomy"
-            if not base.is_dir():
+            if folder.kind in ("unused", "unknown"):
+                add(domain_dir, "", folder)  # skipped or refused by its name alone, whatever it holds
+            elif not base.is_dir():
                 problems.append((str(domain_dir), "omnidata layout: no taskonomy/ folder inside"))
-                continue
-            for building_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-                candidates += [(f, building_dir.name, domain_dir.name) for f in _files(building_dir)]
-    for path, building, folder_domain in tqdm(candidates, desc="checking files", unit="file", disable=None):
-        parsed = parse_file_name(path.name)
-        if parsed is None:
-            problems.append((str(path), "file name does not parse as point_P_view_V_domain_D.(png|json|npy)"))
+            else:
+                for building_dir in _subfolders(base):
+                    add(building_dir, building_dir.name, folder)
+    elif layout == "legacy" and is_one_building(root):
+        # The sample building is one building's folders at the root: the root's name is the building's.
+        for domain_dir in _subfolders(root):
+            add(domain_dir, root.resolve().name, resolve_folder(domain_dir.name))
+    else:
+        for building_dir in _subfolders(root):
+            for domain_dir in _subfolders(building_dir):
+                add(domain_dir, building_dir.name, resolve_folder(domain_dir.name))
+    return found, sorted(unused), problems
+
+
+def _scan(root: Path, layout: str) -> _Scan:
+    found: dict[tuple[str, int, int], dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    nonfixated: list[dict] = []
+    folders, unused, problems = _domain_folders(root, layout)
+    candidates = [(f, building, folder) for path, building, folder in folders for f in _files(path)]
+    for path, building, folder in tqdm(candidates, desc="checking files", unit="file", disable=None):
+        checked = _check_name(path.name, folder)
+        if isinstance(checked, str):
+            problems.append((str(path), checked))
             continue
-        point, view, domain, ext = parsed
-        if domain != folder_domain:
-            problems.append((str(path), f"domain {domain!r} in the name but the file is in folder {folder_domain!r}"))
-            continue
-        if domain not in DOMAINS:
-            problems.append((str(path), f"unknown domain {domain!r}"))
+        point, view, ext = checked
+        if view is None:
+            rows = _nonfixated_rows(path, building, point)
+            if isinstance(rows, str):
+                problems.append((str(path), rows))
+            else:
+                nonfixated += rows
             continue
         problem = check_file(path, ext)
-        if problem:
+        if problem is not None:
             problems.append((str(path), problem))
             continue
-        files[(building, point, view)][domain] = str(path.resolve())
-    return _Scan(dict(files), problems)
+        found[(building, point, view)][folder.domain].append(path)
+    files: dict[tuple[str, int, int], dict[str, str]] = {}
+    for key, by_domain in found.items():
+        for domain, paths in by_domain.items():
+            if len(paths) == 1:
+                files.setdefault(key, {})[domain] = str(paths[0].resolve())
+            else:  # a legacy and a release folder of one building: which is meant is not ours to guess
+                names = ", ".join(str(p) for p in paths)
+                problems += [(str(p), f"{len(paths)} {domain} files for one view: {names}") for p in paths]
+    return _Scan(files, nonfixated, unused, problems)
+
+
+def _check_name(name: str, folder: Folder) -> str | tuple[int, int | None, str]:
+    """(point, view or None for a per-point file, ext) of a file in its folder, or the problem with its name."""
+    parsed = parse_any_file_name(name)
+    if parsed is None:
+        return "file name does not parse as point_P_view_V_domain_D.(png|json|npy)"
+    point, view, domain, ext = parsed
+    if domain not in folder.file_domains:
+        named = f"domain {domain!r} in the name" if domain else "no domain in the name"
+        return f"{named} but the file is in folder {folder.name!r}"
+    if view is None and folder.kind != "nonfixated":
+        return f"a per-point (view_all) file in folder {folder.name!r}, which holds one file per view"
+    if view is not None and folder.kind == "nonfixated":
+        return f"folder {folder.name!r} holds per-point files, point_P_view_all_domain_{NONFIXATED_DOMAIN}.json"
+    return point, view, ext
+
+
+def _nonfixated_rows(path: Path, building: str, point: int) -> list[dict] | str:
+    """The rows of one legacy per-point nonfixated file (the views that see the point), or its problem."""
+    try:
+        views = json.loads(path.read_bytes())["views"]
+        rows = [
+            {
+                "building": building,
+                "point": point,
+                "image_key": f"{building}/point_{int(seen['point_uuid'])}_view_{int(seen['view_id'])}",
+                "camera_uuid": str(seen["camera_uuid"]),
+                "pixel_x": int(seen["nonfixated_pixel_x"]),
+                "pixel_y": int(seen["nonfixated_pixel_y"]),
+            }
+            for seen in views
+        ]
+    except OSError as error:
+        return f"unreadable: {' '.join(str(error).split())}"
+    except KeyError as error:
+        return f"nonfixated file without the field {error.args[0]!r}"
+    except (ValueError, TypeError) as error:  # not JSON, or a field of the wrong type
+        return f"not a nonfixated file: {' '.join(str(error).split())}"
+    return rows
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
 def _files(folder: Path) -> list[Path]:
@@ -211,6 +317,10 @@ def ingest(
     new_images = pa.table(columns, schema=schema)
     path_columns = [f"{d}_path" for d in DOMAINS]
     data_root_text = str(root.resolve())
+    nonfixated = pa.Table.from_pylist(
+        [{"data_root": data_root_text, **row} for row in scan.nonfixated if row["building"] in split_of],
+        schema=NONFIXATED_SCHEMA,
+    )
 
     with workspace.db.transaction() as con:
         con.register("new_images", new_images)
@@ -229,10 +339,18 @@ def ingest(
                 [[data_root_text, path, problem] for path, problem in scan.problems],
             )
         con.execute(
-            "insert or replace into datasets values (?, ?, ?, ?, ?, ?)",
-            [data_root_text, layout, split_source, domains, len(keys), datetime.now()],
+            "insert or replace into datasets"
+            " (data_root, layout, split_source, domains, n_images, ingested_at, unused_domains)"
+            " values (?, ?, ?, ?, ?, ?, ?)",
+            [data_root_text, layout, split_source, domains, len(keys), datetime.now(), scan.unused_domains],
         )
         con.unregister("new_images")
+        con.execute("delete from nonfixated_views where data_root = ?", [data_root_text])
+        if nonfixated.num_rows:
+            con.register("new_nonfixated", nonfixated)
+            names = ", ".join(nonfixated.column_names)
+            con.execute(f"insert into nonfixated_views ({names}) select {names} from new_nonfixated")
+            con.unregister("new_nonfixated")
 
     missing = Counter(d for k in keys for d in domains if d not in scan.files[k])
     return IngestReport(
@@ -246,4 +364,6 @@ def ingest(
         missing_per_domain=dict(sorted(missing.items())),
         problems=scan.problems,
         buildings_not_in_split=skipped_buildings,
+        unused_domains=scan.unused_domains,
+        n_nonfixated_views=nonfixated.num_rows,
     )

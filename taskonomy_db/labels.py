@@ -4,8 +4,9 @@ original taskbank's `lib/data/load_ops.py` computed its training targets.
 Dense labels come back (C, H, W) float at the file's own resolution (data.py resizes them), segmentations (H, W)
 integers, distributions and camera-file labels (K,) float.
 
-Camera-file labels (room_layout, vanishing_point) use only the fields real Taskonomy camera JSON files have and
-follow load_ops.py's conventions, which the generator writes to:
+Camera-file labels (room_layout, vanishing_point, and relative_camera_pose for a pair of views) read a view's
+`point_info` file (`points/..._domain_fixatedpose.json` in the legacy form), use only the fields real camera
+files have, and follow load_ops.py's conventions, which the generator writes to:
 - `camera_rotation_final` is a Blender XYZ Euler rotation (transforms3d `sxyz`: R = Rz @ Ry @ Rx) taking the
   camera frame (x right, y up, looking down -z) to the world frame of `camera_location`.
 - load_ops swaps world x and y before using the camera ("x and y are flipped in room layout"): the rows of the
@@ -49,6 +50,13 @@ ROOM_LAYOUT_STD = (
     2.703495278378409,
     1.2269185938626304,
 )
+
+# load_ops.calculate_relative_camera_pose: the fixed standardisation of the 6 pose numbers (rotation as sxyz Euler
+# angles, then translation), fixated (fix_pose, ego_motion) and nonfixated (non_fixated_pose).
+FIXATED_POSE_MEAN = (-0.267375523, -0.0119147040, 0.0114497274, 0.00110903410, 0.0210509948, -4.02013549)
+FIXATED_POSE_STD = (10.12015407, 8.1103528, 1.09171896, 1.21579016, 0.26040945, 10.05966329)
+NONFIXATED_POSE_MEAN = (-0.00953197445, -0.00105196691, -0.0107545642, 0.0208785638, -0.0927858049, -2.58052205)
+NONFIXATED_POSE_STD = (1.02316223, 0.66477511, 1.03806996, 5.75692889, 1.37604962, 7.43157247)
 
 # edge3d/config.py: resize_rescale_image_gaussian_blur with blur_strength 4 at the 256 px target size.
 EDGE_OCCLUSION_BLUR_SIGMA_AT_256 = 4.0
@@ -177,3 +185,21 @@ def vanishing_point(points: dict) -> tuple[np.ndarray, None]:
     rotation, _ = _swapped_camera(points)
     rotation = _canonical_turn(rotation, (0, 1)) @ rotation
     return np.ascontiguousarray(rotation).reshape(-1).astype(np.float32), None
+
+
+def relative_camera_pose(first: dict, second: dict, fixated: bool = True, standardise: bool = True) -> np.ndarray:
+    """load_ops.calculate_relative_camera_pose: the first view's camera in the second's frame, 6 numbers: the
+    sxyz Euler angles of R2^T R1, then R2^T (location1 - location2), from `camera_rotation_final` and
+    `camera_location` (no x/y swap here, unlike the room labels). Standardised by the fixed statistics of the
+    fixated or nonfixated pairs unless `standardise` is False. A triplet's egomotion is the poses of (0, 1),
+    (0, 2) and (1, 2) one after another."""
+    rotation1, rotation2 = (
+        euler_to_matrix(first["camera_rotation_final"]),
+        euler_to_matrix(second["camera_rotation_final"]),
+    )
+    offset = np.asarray(first["camera_location"], np.float64) - np.asarray(second["camera_location"], np.float64)
+    pose = np.concatenate([matrix_to_euler(rotation2.T @ rotation1), rotation2.T @ offset])
+    if standardise:
+        mean, std = (FIXATED_POSE_MEAN, FIXATED_POSE_STD) if fixated else (NONFIXATED_POSE_MEAN, NONFIXATED_POSE_STD)
+        pose = (pose - mean) / std
+    return pose.astype(np.float32)

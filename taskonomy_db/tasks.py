@@ -485,7 +485,7 @@ for _name, _decoder, _text in (
             "rgb",
             "vector",
             9,
-            "points",
+            "point_info",
             "l2",
             mirror=False,
             label_version=2,

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO.parent / "shared" / "taskonomy-published"
 SPLITS_DIR = PUBLISHED / "splits"
 
-FIXTURE_DOMAINS = {"rgb": "png", "depth_zbuffer": "png", "points": "json", "class_object": "npy"}
+FIXTURE_DOMAINS = {"rgb": "png", "depth_zbuffer": "png", "point_info": "json", "class_object": "npy"}
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -45,7 +45,7 @@ BLENDER_FROM_CV = np.diag([1.0, -1.0, -1.0])
 
 def views(root: Path):
     """(building, point, view) of every view in a taskonomy-layout dataset."""
-    for points in sorted(root.glob("*/points/*.json")):
+    for points in sorted(root.glob("*/point_info/*.json")):
         point, view, _, _ = parse_file_name(points.name)
         yield points.parent.parent.name, point, view
 
@@ -94,7 +94,7 @@ def test_depth_euclidean_at_least_zbuffer_and_equal_at_centre(dataset: Path):
         centre = SIZE // 2
         assert abs(euclidean[centre, centre] - zbuffer[centre, centre]) <= 1
         # The fixated point is what the centre sees.
-        info = load(dataset, *key, "points")
+        info = load(dataset, *key, "point_info")
         seen = euclidean[centre - 1 : centre + 1, centre - 1 : centre + 1] / enc.DEPTH_UNITS_PER_METRE
         # The image centre lies between the four central pixels: on a plane their mean is the centre's depth.
         assert abs(seen.mean() - info["camera_distance"]) < 0.03 * info["camera_distance"]
@@ -108,7 +108,7 @@ def test_normals_are_unit_and_face_the_camera(dataset: Path):
         length = np.linalg.norm(normals[valid], axis=1)
         assert np.all(np.abs(length - 1) < 0.02)
         cv = normals * np.array([1, 1, -1])  # stored +Z toward the camera -> camera frame z forward
-        rays = camera_rays(load(dataset, *key, "points"))
+        rays = camera_rays(load(dataset, *key, "point_info"))
         rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
         facing = np.einsum("ijk,ijk->ij", cv, rays)[valid]
         assert np.all(facing < 0.02)
@@ -145,7 +145,7 @@ def test_texture_edges_differ_from_occlusion_edges(dataset: Path):
 
 def test_camera_files_have_exactly_the_real_fields(dataset: Path):
     for key in views(dataset):
-        info = load(dataset, *key, "points")
+        info = load(dataset, *key, "point_info")
         assert set(info) == REAL_CAMERA_FIELDS
         assert info["point_uuid"] == str(key[1]) and info["view_id"] == key[2] and info["resolution"] == SIZE
         assert info["skybox_img_path"] == f"./img/high/{info['camera_uuid']}_skybox{info['skybox_img']}.jpg"
@@ -159,7 +159,7 @@ def test_camera_files_have_exactly_the_real_fields(dataset: Path):
 def test_fixated_point_projects_to_image_centre_in_every_view(dataset: Path):
     points_seen: dict[tuple[str, int], list[list[float]]] = {}
     for key in views(dataset):
-        info = load(dataset, *key, "points")
+        info = load(dataset, *key, "point_info")
         # camera_rotation_final: Blender XYZ Euler of a camera looking down its -Z with +Y up.
         rx, ry, rz = info["camera_rotation_final"]
         rot_x = np.array([[1, 0, 0], [0, math.cos(rx), -math.sin(rx)], [0, math.sin(rx), math.cos(rx)]])
@@ -209,7 +209,7 @@ def test_room_layout_and_vanishing_point_labels_match_the_rendered_room(dataset:
     box's floor-wall and wall-wall edges project onto pixels whose normals are those of the two surfaces."""
     checked, agreeing, n_room_pixels = 0, 0, 0
     for key in views(dataset):
-        info = load(dataset, *key, "points")
+        info = load(dataset, *key, "point_info")
         normals, valid = enc.decode_normal(load(dataset, *key, "normal"))
         depth, _ = enc.decode_depth(load(dataset, *key, "depth_zbuffer"))
         semantic, _ = enc.decode_segment_semantic(load(dataset, *key, "segment_semantic"))
@@ -307,7 +307,7 @@ def test_room_type_shows_in_the_wall_hue_in_every_building():
 def test_class_vectors_and_curvature(dataset: Path):
     scenes = set()
     for key in views(dataset):
-        info = load(dataset, *key, "points")
+        info = load(dataset, *key, "point_info")
         scene = load(dataset, *key, "class_scene")
         assert scene.dtype == np.float32 and scene.shape == (len(enc.SCENE_CLASSES),)
         room_type = info["room"].rsplit("_", 1)[0]

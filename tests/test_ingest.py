@@ -52,7 +52,7 @@ def test_ingest_with_published_tiny_split_counts_images_per_split(tmp_path, work
     assert report.buildings_not_in_split == ["notinsplit"]
     assert workspace.db.scalar("select count(*) from images where building = 'notinsplit'") == 0
     row = workspace.db.query("select * from images order by image_id limit 1").to_pylist()[0]
-    for domain in ("rgb", "depth_zbuffer", "points", "class_object"):
+    for domain in ("rgb", "depth_zbuffer", "point_info", "class_object"):
         assert Path(row[f"{domain}_path"]).is_file()
     assert row["normal_path"] is None
     assert workspace.db.scalar("select count(*) from missing_files") == 0
@@ -83,17 +83,17 @@ def test_reingest_is_idempotent(tmp_path, workspace):
 def test_missing_domain_is_recorded_not_dropped(tmp_path, workspace):
     root = make_dataset(tmp_path / "data", ["aa", "bb", "cc"])
     (root / "bb" / "depth_zbuffer" / "point_1_view_0_domain_depth_zbuffer.png").unlink()
-    for path in (root / "cc" / "points").iterdir():
+    for path in (root / "cc" / "point_info").iterdir():
         path.unlink()
-    (root / "cc" / "points").rmdir()  # a whole domain folder missing for one building
+    (root / "cc" / "point_info").rmdir()  # a whole domain folder missing for one building
 
     report = ingest(workspace, root)
 
     assert report.n_images == 12
-    assert report.missing_per_domain == {"depth_zbuffer": 1, "points": 4}
+    assert report.missing_per_domain == {"depth_zbuffer": 1, "point_info": 4}
     missing = workspace.db.query("select image_key, domain from missing_files order by all").to_pylist()
     assert {"image_key": "bb/point_1_view_0", "domain": "depth_zbuffer"} in missing
-    assert sum(1 for row in missing if row["domain"] == "points") == 4
+    assert sum(1 for row in missing if row["domain"] == "point_info") == 4
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_bad_files_fail_cleanly_and_leave_the_workspace_as_it_was(tmp_path, work
         bad = root / "dd" / "rgb" / "point_0_view_x_domain_rgb.png"
         bad.write_bytes(b"\x89PNG")
     elif breakage == "bad_json":
-        bad = root / "dd" / "points" / "point_0_view_0_domain_points.json"
+        bad = root / "dd" / "point_info" / "point_0_view_0_domain_point_info.json"
         bad.write_text("{not json")
     else:
         bad = root / "dd" / "class_object" / "point_1_view_1_domain_class_object.npy"

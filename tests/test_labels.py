@@ -89,6 +89,18 @@ def test_vanishing_points_of_a_pitched_camera_are_the_rotated_axes():
     np.testing.assert_allclose(axes[2], [0, math.cos(0.4), math.sin(0.4)], atol=1e-6)
 
 
+def test_relative_pose_of_a_camera_pitched_above_another():
+    # B is A (yaw .3) pitched up by .2 about its own x axis and 1 m higher: A's rotation in B's frame is a pitch
+    # of -.2; the offset (0, 0, -1) in B's frame (right, up, backward) is (0, -cos .2, sin .2): looking up, B's
+    # "down" leans backward.
+    below = camera_file(0.3)
+    above = camera_file(0.3, pitch=0.2) | {"camera_location": [CAMERA[0], CAMERA[1], CAMERA[2] + 1.0]}
+    raw = [-0.2, 0.0, 0.0, 0.0, -math.cos(0.2), math.sin(0.2)]
+    np.testing.assert_allclose(labels.relative_camera_pose(below, above, standardise=False), raw, atol=1e-6)
+    nonfixated = (np.array(raw) - labels.NONFIXATED_POSE_MEAN) / labels.NONFIXATED_POSE_STD
+    np.testing.assert_allclose(labels.relative_camera_pose(below, above, fixated=False), nonfixated, atol=1e-5)
+
+
 def test_curvature_label_and_masked_l2():
     stored = np.array([[[127, 127, 127], [200, 60, 127]], [[0, 255, 127], [123, 120, 127]]], np.uint8)
     label, _ = labels.decode_curvature(stored)

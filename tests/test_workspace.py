@@ -72,6 +72,40 @@ def test_a_migration_numbered_below_the_applied_ones_still_runs(tmp_path, monkey
     assert not workspace.db.needs_migration()
 
 
+def test_a_workspace_from_before_point_info_keeps_its_camera_files(tmp_path, monkeypatch):
+    """Migration 7 renames points_path to point_info_path and the domain in datasets, migration 8 allows the
+    legacy layout and records unused domains; rows keep their values."""
+    from taskonomy_db import db as db_module
+
+    shipped = db_module._sql_files
+
+    def before_point_info():
+        migrations, views = shipped()
+        return [m for m in migrations if m[0] < 7], views
+
+    monkeypatch.setattr(db_module, "_sql_files", before_point_info)
+    workspace = Workspace.init(tmp_path / "ws")
+    with workspace.db.transaction() as con:
+        con.execute(
+            'insert into images (image_key, building, point, "view", split, rgb_path, points_path)'
+            " values ('aa/point_0_view_0', 'aa', 0, 0, 'train', '/d/rgb.png', '/d/points.json')"
+        )
+        con.execute("insert into datasets values ('/d', 'omnidata', 'hash', ['rgb', 'points'], 1, now())")
+    monkeypatch.setattr(db_module, "_sql_files", shipped)
+
+    Workspace.open(workspace.root)
+
+    assert workspace.db.schema_version() == schema_version_available() >= 7
+    row = workspace.db.query("select * from images").to_pylist()[0]
+    assert row["point_info_path"] == "/d/points.json" and "points_path" not in row
+    dataset = workspace.db.query("select layout, domains, unused_domains from datasets").to_pylist()[0]
+    assert dataset == {"layout": "omnidata", "domains": ["rgb", "point_info"], "unused_domains": []}
+    assert workspace.db.scalar("select count(*) from missing_files") == 0
+    assert workspace.db.scalar("select count(*) from nonfixated_views") == 0
+    with workspace.db.transaction() as con:  # the new layout is allowed
+        con.execute("update datasets set layout = 'legacy'")
+
+
 def test_a_store_that_recorded_only_its_highest_version_opens(tmp_path):
     workspace = Workspace.init(tmp_path / "ws")
     with workspace.db.transaction() as con:
