@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 from functools import cache
 
 import numpy as np
@@ -251,26 +250,24 @@ def test_objective_matches_exhaustive_search_on_reduced_instances(data):
             try:
                 result = check_against(exhaustive_reference, rows, budget, order, objective, settings)
             except InfeasibleError as error:  # a random target-only task left without any viable edge
+                # at this order: the rest of the grid (other budgets, higher orders) is still checked.
                 assert "no viable transfer" in str(error)
-                break
+                continue
             n_checked += 1
             n_infeasible += result is None
     assert n_checked >= 60 and n_infeasible < n_checked
 
 
 @requires_published
-def test_paper_sized_solve_is_under_a_second():
+def test_paper_sized_problem_solves_within_its_budget():
+    # Its speed is benchmarks/bench_taxonomy.py's to measure, not a test's.
     rows = published_rows("16k")
     assert len([r for r in rows if r["affinity"] is not None]) == 1758
     problem = build_problem(rows, budget=8, max_order=24, objective="affinity")
-    best = min(_timed(lambda: solve(problem)) for _ in range(3))
-    assert best < 1.0
-
-
-def _timed(function):
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+    taxonomy = solve(problem)
+    assert len(taxonomy.supervised) <= 8
+    assert set(taxonomy.supervised) | set(taxonomy.transfers) >= set(problem.target_tasks)
+    assert all(set(e.sources) <= set(taxonomy.supervised) for e in taxonomy.transfers.values())
 
 
 # -- semantics on hand-made instances ---------------------------------------------------------------------------
