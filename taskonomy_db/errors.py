@@ -47,3 +47,7 @@ class EncoderError(TdbError):
 
 class GenerateError(TdbError):
     """The dataset generator's settings or output folder are unusable."""
+
+
+class WorkerDiedError(TdbError):
+    """A worker process of a pool died mid-run (killed, out of memory, or unable to load the code it was sent)."""

@@ -13,10 +13,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 import torch
 
+from taskonomy_db.errors import WorkerDiedError
 from taskonomy_db.process_tuning import tune_process, tuned
 
 C = TypeVar("C")
@@ -55,7 +57,8 @@ def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
 
 class ProcessExecutor:
     """A pool of `workers` processes (spawned, so no OpenMP state is forked), each with an equal share of the
-    cores as torch threads. At most 2 jobs per worker are queued, so an interrupt loses little work."""
+    cores as torch threads. At most 2 jobs per worker are queued, so an interrupt loses little work. A worker
+    that dies ends the map with WorkerDiedError (one line for the CLI), after every result that came before."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -81,7 +84,15 @@ class ProcessExecutor:
                     return
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield future.result()
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as error:
+                        # Results already yielded are the caller's (recorded); the rest is lost with the pool.
+                        raise WorkerDiedError(
+                            "a worker process died (killed, out of memory, or the installed code changed while it"
+                            " ran); what finished is kept: run the command again to resume"
+                        ) from error
+                    yield result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
