@@ -2,9 +2,10 @@
 target's first-order source ranking is a property of the representations rather than of the readouts' training.
 
 Builds the default demo from nothing (or reads a finished one named by $TDB_BENCH_DEMO), then reruns its
-transfers in copies with one thing changed, the images, encoders and labels the same ($TDB_BENCH_VARIANTS, a
-comma-separated subset of `seed,steps`, picks which):
-- another readout seed (initialisation and batch order): every transfer, so every check is measured again;
+transfers in copies with one thing changed, the test images, encoders and labels the same ($TDB_BENCH_VARIANTS,
+a comma-separated subset of `seed,steps`, picks which):
+- another transfer seed: the readouts' and scratch's initialisation and batch order, and which val buildings are
+  fit and which held out (all drawn from `[transfer] seed`): every transfer, so every check is measured again;
 - twice the training (twice the step budget and twice the patience: a readout stops only after twice as many
   held-out evaluations without improvement): the first order, which is what the ranking needs.
 
@@ -115,7 +116,7 @@ def main() -> None:
         # (name, tdb transfer options, every check or the first order alone). A new seed or schedule is a new
         # settings hash: the views then read only the rerun's transfers.
         variants = [
-            (f"readout seed {workspace.seed + 1}", ["--seed", str(workspace.seed + 1)], True),
+            (f"transfer seed {workspace.seed + 1}", ["--seed", str(workspace.seed + 1)], True),
             (
                 f"max_steps {steps}, patience {patience}",
                 [
@@ -133,7 +134,7 @@ def main() -> None:
         ]
         chosen = os.environ.get("TDB_BENCH_VARIANTS", "seed,steps").split(",")
         variants = [v for v, key in zip(variants, ("seed", "steps"), strict=True) if key in chosen]
-        runs = {f"readout seed {workspace.seed} (the demo)": (checks(workspace), *first_order(workspace), None)}
+        runs = {f"transfer seed {workspace.seed} (the demo)": (checks(workspace), *first_order(workspace), None)}
         for name, options, full in variants:
             copy = Path(tmp) / "variant"
             shutil.copytree(source, copy)
@@ -154,7 +155,9 @@ def report(runs: dict, settings: dict) -> None:
     print(
         f"Schedule: {schedule}, learning rate {settings['learning_rate']}; readouts fit on "
         f"{settings['transfer_images']} {settings['train_split']} images and stop early on "
-        f"{settings['holdout_images']} images of other {settings['train_split']} buildings. Quality percentiles "
+        f"{settings['holdout_images']} images of other {settings['train_split']} buildings. Another transfer seed "
+        "draws the readouts' and scratch's initialisation and batch order and which val buildings are fit and which "
+        "held out; test images, encoders and labels are the same. Quality percentiles "
         "are cross-fitted (the taxonomy of one half of the test buildings scored, with 100 random policies, on "
         "the other half, both ways, averaged).\n"
     )
