@@ -350,11 +350,15 @@ def _sampled(spec: TaskSpec, labels: Labels) -> Samples | None:
     return Samples.of(labels)
 
 
-def at_samples(samples: Samples, lookup: torch.Tensor, rows: torch.Tensor) -> tuple:
-    """Targets and masks, as (B, K, 1) maps of the samples, of the labelled images among `rows`."""
+def at_samples(samples: Samples, lookup: torch.Tensor, rows: torch.Tensor, prediction: torch.Tensor) -> tuple:
+    """`_labelled` for a head computed at its samples: the prediction, targets and masks (as (B, K, 1) maps of
+    the samples) of the labelled images among `rows`."""
     where = lookup[rows]
-    label_rows = where[where >= 0]
-    return samples.targets[label_rows].unsqueeze(2), samples.valid[label_rows].unsqueeze(2)
+    keep = where >= 0
+    label_rows = where[keep]
+    if not bool(keep.all()):
+        prediction = prediction[keep]
+    return prediction, samples.targets[label_rows].unsqueeze(2), samples.valid[label_rows].unsqueeze(2)
 
 
 # (role, row positions) -> the input batch: by default rows of the cached representations; the benchmark's naive
@@ -444,9 +448,10 @@ def train_readout_group(
         predictions = bank(features("fit", rows), active, pixels)
         total = torch.zeros(())
         for index, predicted in zip(active, predictions, strict=True):
-            prediction, targets, masks = _labelled(labels[index]["fit"], lookups[index]["fit"], rows, predicted)
-            if index in pixels:
-                targets, masks = at_samples(samples[index], lookups[index]["fit"], rows)
+            if index in pixels:  # the full-map targets _labelled would gather are never read
+                prediction, targets, masks = at_samples(samples[index], lookups[index]["fit"], rows, predicted)
+            else:
+                prediction, targets, masks = _labelled(labels[index]["fit"], lookups[index]["fit"], rows, predicted)
             if not len(targets):
                 continue
             loss = specs[index].loss(prediction, targets, masks).mean()

@@ -152,7 +152,7 @@ def test_a_head_at_its_sampled_pixels_equals_its_full_map_there_in_values_loss_a
         expected = full[image].flatten(1)[:, chosen]
         got = sparse[image, :, : len(chosen), 0]
         assert torch.allclose(got, expected, atol=1e-5), image
-    targets, valid = at_samples(samples, torch.arange(5), torch.arange(5))
+    sparse, targets, valid = at_samples(samples, torch.arange(5), torch.arange(5), sparse)
     full_loss = spec.loss(full, labels.targets, masks)
     sparse_loss = spec.loss(sparse, targets, valid)
     assert torch.allclose(sparse_loss, full_loss, atol=1e-6)
