@@ -116,7 +116,8 @@ def segment_metric_loss(prediction: torch.Tensor, target: torch.Tensor, mask: to
         distance = (square[:, None] - 2 * vectors @ vectors.T + square[None, :]).clamp(0, SEGMENT_MAX_DISTANCE)
         sigma = (2 / (distance.exp() + 1)).clamp(SEGMENT_SIGMA_EPS, 1 - SEGMENT_SIGMA_EPS)
         same = segments[:, None] == segments[None, :]
-        losses.append(-torch.where(same, sigma.log(), (1 - sigma).log()).mean())
+        # One log of the chosen term, not two logs then a choice: the same floats and gradients, half the logs.
+        losses.append(-torch.where(same, sigma, 1 - sigma).log().mean())
     return torch.stack(losses)
 
 
