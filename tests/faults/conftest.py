@@ -1,0 +1,61 @@
+"""The fault-injection suite: trials a hostile but honest user would run (bad input, kill -9, two writers, a
+full or unwritable disk), each through the real `tdb` executable in its own process, so a traceback or a
+signal exit is seen exactly as a user would see it.
+
+Every trial asserts the exit code, a one-line message naming the problem, no traceback, and that nothing in
+the store was lost or changed (`store_fingerprint`: row counts of every table and a hash of `losses`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from tests.conftest import REPO
+
+TDB_TIMEOUT = 300
+TDB = Path(sys.executable).parent / "tdb"  # the console script pip installed beside this Python
+
+
+def tdb(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = TDB_TIMEOUT) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run `tdb ARGS` as a user would, in its own process, with both pipes read (no pipe can fill and stall)."""
+    return subprocess.run(
+        [str(TDB), *map(str, args)],
+        cwd=cwd or REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int = 1) -> str:
+    """A handled error: exit `code` (never a signal), no traceback, and stderr's last line is the one
+    `Error: ...` line, which names every fragment."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == code, (result.returncode, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    line = errors[0]
+    assert result.stderr.rstrip("\n").splitlines()[-1] == line, result.stderr
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def store_fingerprint(store: Path) -> dict[str, object]:
+    """Row counts of every table and a hash of every loss in a fixed order: equal before and after a trial
+    means nothing was lost or changed."""
+    with duckdb.connect(str(store), read_only=True) as con:
+        tables = [row[0] for row in con.execute("select table_name from duckdb_tables() order by 1").fetchall()]
+        counts = {name: con.execute(f'select count(*) from "{name}"').fetchone()[0] for name in tables}
+        digest = hashlib.sha256()
+        if "losses" in tables:
+            for row in con.execute("select * from losses order by all").fetchall():
+                digest.update(repr(row).encode())
+    return {"counts": counts, "losses": digest.hexdigest()}
