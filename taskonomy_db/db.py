@@ -7,6 +7,7 @@ another terminal keeps working while the job runs. Opening retries while another
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -90,10 +91,20 @@ class Database:
             con.execute("begin transaction")
             try:
                 yield con
-            except BaseException:
-                con.execute("rollback")
+            except BaseException as error:
+                with contextlib.suppress(duckdb.Error):  # after a failed write the rollback may fail too
+                    con.execute("rollback")
+                if isinstance(error, duckdb.IOException):
+                    raise self._write_failed(error) from error
                 raise
-            con.execute("commit")
+            try:
+                con.execute("commit")
+            except duckdb.Error as error:
+                raise self._write_failed(error) from error
+
+    def _write_failed(self, error: duckdb.Error) -> WorkspaceError:
+        # A full disk or a vanished folder: DuckDB has kept the store as it was before the transaction.
+        return WorkspaceError(f"cannot write {self.path}, nothing of this step was stored: {_one_line(error)}")
 
     # -- schema ---------------------------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 """Gold-standard training (`tdb train`): one fully supervised encoder-decoder per task on the train split.
 
-Per task: validation loss after every epoch (stored in `training_epochs`), the best checkpoint kept at
-`models/<task>.pt`, and at the end the per-image test loss of that checkpoint against the trivial baseline
-(`gold_results`). A task whose result exists with the same settings is skipped; an interrupted task resumes
-from `models/<task>.last.pt` after its last finished epoch, giving the same result as an uninterrupted run.
+Per task: validation loss after every epoch (`training_epochs`), the best checkpoint kept at `models/<task>.pt`,
+and the per-image test loss of that checkpoint against the trivial baseline (`gold_results`). A task whose result
+exists with the same settings is skipped; an interrupted task resumes from `models/<task>.last.pt` after its last
+finished epoch, giving the same result as an uninterrupted run. A task's previous network, result and epochs are
+replaced only when its new training has finished: one that fails or is killed leaves them as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -141,8 +143,16 @@ def set_threads(threads: int) -> None:
 
 def _save(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    try:
+        # Through a Python file, so a full or read-only disk is an OSError with its errno (torch's own writer
+        # raises a RuntimeError carrying only text).
+        with open(tmp, "wb") as file:
+            torch.save(state, file)
+        tmp.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise TrainingError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def network_sha256(network: torch.nn.Module) -> str:
@@ -155,11 +165,20 @@ def network_sha256(network: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def next_checkpoint_path(workspace: Workspace, task: str) -> Path:
+    """Where a training in progress keeps its best weights until it finishes and they replace the gold network."""
+    return workspace.path("models", f"{task}.next.pt")
+
+
 def load_gold_network(workspace: Workspace, task: str) -> tuple[TaskNetwork, NetworkConfig]:
     """The trained gold-standard network of `task` in eval mode, with its architecture config."""
     path = checkpoint_path(workspace, task)
     if not path.is_file():
         raise TrainingError(f"no trained network for {task} ({path} missing); run `tdb train {task}`")
+    return _load_network(path, task)
+
+
+def _load_network(path: Path, task: str) -> tuple[TaskNetwork, NetworkConfig]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         config = NetworkConfig.from_dict(state["config"])
@@ -265,9 +284,12 @@ def train_task(
     split_digest(workspace), read here when not given (train_tasks reads it once for all its tasks)."""
     spec = get_task(task)
     digest = settings_hash(settings, splits or split_digest(workspace), spec.label_version)
+    last_path = workspace.path("models", f"{task}.last.pt")
     if not force:
         stored = _stored_result(workspace, task, digest)
-        if stored is not None:
+        # An unfinished training of these settings (its resume file is there) is finished, not skipped: a run
+        # killed while putting its results in place left the stored result older than the weights.
+        if stored is not None and _load_resume(last_path, digest) is None:
             return stored
     set_threads(int(settings["threads"]))
     config = network_config(settings)
@@ -299,9 +321,12 @@ def train_task(
         optimizer, max_lr=float(settings["learning_rate"]), total_steps=epochs * steps_per_epoch, pct_start=0.15
     )
 
-    last_path = workspace.path("models", f"{task}.last.pt")
     best_path = checkpoint_path(workspace, task)
+    # The previous gold network, its result and its epochs stay in place until this training has finished:
+    # the best weights so far wait at next_path and the epochs in the resume file.
+    next_path = next_checkpoint_path(workspace, task)
     start_epoch, best_val, best_epoch, seconds = 0, math.inf, 0, 0.0
+    history: list[list[Any]] = []
     resumed = _load_resume(last_path, digest)
     if resumed is not None and not force:
         network.load_state_dict(resumed["model"])
@@ -309,11 +334,9 @@ def train_task(
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         start_epoch, best_val, best_epoch = resumed["epoch"], resumed["best_val"], resumed["best_epoch"]
-        seconds = resumed["seconds"]
+        seconds, history = resumed["seconds"], resumed["history"]
     else:
-        with workspace.db.transaction() as con:
-            con.execute("delete from training_epochs where task = ?", [task])
-            con.execute("delete from gold_results where task = ?", [task])
+        next_path.unlink(missing_ok=True)
 
     bar = tqdm(
         total=epochs * steps_per_epoch,
@@ -355,14 +378,8 @@ def train_task(
         is_best = val_loss < best_val
         if is_best:
             best_val, best_epoch = val_loss, epoch
-            _save(best_path, {"task": task, "config": config.as_dict(), "model": average.state_dict(), "epoch": epoch})
-        with workspace.db.transaction() as con:
-            if is_best:
-                con.execute("update training_epochs set is_best = false where task = ?", [task])
-            con.execute(
-                "insert or replace into training_epochs values (?, ?, ?, ?, ?, ?)",
-                [task, epoch, float(np.mean(epoch_losses)) if epoch_losses else math.nan, val_loss, is_best, seconds],
-            )
+            _save(next_path, {"task": task, "config": config.as_dict(), "model": average.state_dict(), "epoch": epoch})
+        history.append([epoch, float(np.mean(epoch_losses)) if epoch_losses else math.nan, val_loss, seconds])
         _save(
             last_path,
             {
@@ -375,12 +392,16 @@ def train_task(
                 "best_val": best_val,
                 "best_epoch": best_epoch,
                 "seconds": seconds,
+                "history": history,
             },
         )
         bar.set_postfix(val=f"{val_loss:.4f}", refresh=True)
     bar.close()
 
-    network, _ = load_gold_network(workspace, task)
+    if best_epoch == 0:
+        raise TrainingError(f"{task}: the validation loss was never finite; nothing was kept")
+    # A run killed after the rename below and before the commit finds its weights already in place.
+    network, _ = _load_network(next_path if next_path.is_file() else best_path, task)
     test_losses = per_image_losses(network, test)
     base_losses = baseline_losses(spec, train, test)
     result = TrainResult(
@@ -394,7 +415,15 @@ def train_task(
         len(test),
         seconds,
     )
+    if next_path.is_file():
+        next_path.replace(best_path)
     with workspace.db.transaction() as con:
+        con.execute("delete from training_epochs where task = ?", [task])
+        for epoch, train_loss, val_loss, elapsed in history:
+            con.execute(
+                "insert into training_epochs values (?, ?, ?, ?, ?, ?)",
+                [task, epoch, train_loss, val_loss, epoch == best_epoch, elapsed],
+            )
         con.execute(
             "insert or replace into gold_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -475,7 +504,8 @@ def _load_resume(path: Path, digest: str) -> dict[str, Any] | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError):
         return None  # a torn or foreign file: start the task over
-    return state if state.get("settings_hash") == digest else None
+    # A resume file without the epoch history was written by an older tdb: start the task over.
+    return state if state.get("settings_hash") == digest and "history" in state else None
 
 
 def train_tasks(

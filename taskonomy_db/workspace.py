@@ -3,8 +3,10 @@ and reports. Every command resolves one with `Workspace.open`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tomllib
@@ -19,6 +21,7 @@ from typing import Any
 from taskonomy_db import __version__
 from taskonomy_db.db import Database
 from taskonomy_db.errors import WorkspaceError
+from taskonomy_db.locking import writer_lock
 
 SETTINGS_FILE = "tdb.toml"
 DATABASE_FILE = "taskonomy.duckdb"
@@ -170,19 +173,25 @@ class Workspace:
             raise WorkspaceError(f"{root} is already a workspace ({SETTINGS_FILE} exists)")
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root} exists and is not a directory")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            for sub in SUBDIRS:
-                (root / sub).mkdir(exist_ok=True)
-        except OSError as error:
-            raise WorkspaceError(f"cannot create the workspace at {root}: {error.strerror or error}") from error
+        created = not root.exists()
         settings = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
         settings["study"]["name"] = name or root.resolve().name
         settings["study"]["seed"] = seed
         workspace = cls(root)
-        workspace.db.migrate()
-        # Written last: a directory without tdb.toml is not a workspace, so a failed init leaves none behind.
-        (root / SETTINGS_FILE).write_text(dumps_toml(settings))
+        try:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                for sub in SUBDIRS:
+                    (root / sub).mkdir(exist_ok=True)
+            except OSError as error:
+                raise WorkspaceError(f"cannot create the workspace at {root}: {error.strerror or error}") from error
+            workspace.db.migrate()
+            # Written last: a directory without tdb.toml is not a workspace.
+            workspace._write_settings(settings)
+        except BaseException:
+            if created:  # a failed init (a full disk) leaves nothing behind
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         return workspace
 
     @classmethod
@@ -214,9 +223,18 @@ class Workspace:
         """Merge `values` into one section of tdb.toml, written atomically (replace, never half-written)."""
         settings = self.settings
         settings.setdefault(section, {}).update(values)
-        tmp = self.root / (SETTINGS_FILE + ".tmp")
-        tmp.write_text(dumps_toml(settings))
-        tmp.replace(self.root / SETTINGS_FILE)
+        self._write_settings(settings)
+
+    def _write_settings(self, settings: dict[str, dict[str, Any]]) -> None:
+        path = self.root / SETTINGS_FILE
+        tmp = path.with_name(SETTINGS_FILE + ".tmp")
+        try:
+            tmp.write_text(dumps_toml(settings))
+            tmp.replace(path)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise WorkspaceError(f"cannot write {path}: {error.strerror or error}") from error
 
     @property
     def seed(self) -> int:
@@ -231,7 +249,12 @@ class Workspace:
 
     @contextmanager
     def run(self, command: str, settings: dict[str, Any] | None = None) -> Iterator[int]:
-        """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome."""
+        """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome. Holds the
+        workspace's writer lock throughout: raises WorkspaceBusyError if another command is changing it."""
+        with writer_lock(self.root, command):
+            yield from self._recorded_run(command, settings)
+
+    def _recorded_run(self, command: str, settings: dict[str, Any] | None) -> Iterator[int]:
         host = socket.gethostname()
         with self.db.transaction() as con:
             # Runs left 'running' by a process of this host that no longer exists were killed without a chance

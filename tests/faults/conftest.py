@@ -11,9 +11,12 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import REPO
 
@@ -59,3 +62,42 @@ def store_fingerprint(store: Path) -> dict[str, object]:
             for row in con.execute("select * from losses order by all").fetchall():
                 digest.update(repr(row).encode())
     return {"counts": counts, "losses": digest.hexdigest()}
+
+
+@contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """`folder` refuses new files for the block. Root ignores permission bits, so there the folder is made
+    immutable (chattr +i); a machine that allows neither skips the trial with the reason."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make {folder} unwritable as root here (chattr +i: {made.stderr.strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@contextmanager
+def small_filesystem(mount_point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `mount_point`, to fill up; skipped with the reason where mounting is not allowed."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or 'mount failed'}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,103 @@
+"""kill -9 of `tdb train` at several moments, then a rerun: the result equals an uninterrupted run's, and a
+killed forced retraining leaves the previous network, result and epochs in place until a rerun finishes it."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from taskonomy_db.generate import generate
+from taskonomy_db.ingest import ingest
+from taskonomy_db.training import load_gold_network, network_sha256
+from taskonomy_db.workspace import Workspace
+from tests.faults.conftest import TDB, sha256_file, store_fingerprint, tdb
+
+TRAIN = {"image_size": 32, "epochs": 12, "width": 8, "batch_size": 8, "threads": 1}
+TASK = "depth_zbuffer"
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("generated") / "data"
+    generate(data, n_buildings=6, rooms_per_building=1, points_per_room=2, views_per_point=3, size=32, workers=1,
+             progress=False)  # fmt: skip
+    workspace = Workspace.init(tmp_path_factory.mktemp("ws") / "study")
+    workspace.update_settings("train", TRAIN)
+    workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
+    ingest(workspace, data)
+    return workspace.root
+
+
+def copy_of(root: Path, where: Path) -> Path:
+    shutil.copytree(root, where)
+    return where
+
+
+def trained(root: Path) -> dict:
+    """What a training leaves: the network's weights, its stored result and its epochs (not their timings)."""
+    workspace = Workspace.open(root)
+    network, _ = load_gold_network(workspace, TASK)
+    return {
+        "weights": network_sha256(network),
+        "result": workspace.db.query(
+            "select best_epoch, n_epochs, test_loss, baseline_loss from gold_results where task = ?", [TASK]
+        ).to_pylist(),
+        "epochs": workspace.db.query(
+            "select epoch, train_loss, val_loss, is_best from training_epochs where task = ? order by epoch", [TASK]
+        ).to_pylist(),
+    }
+
+
+def kill_when(root: Path, ready, *args: str) -> None:
+    """Start `tdb train TASK ARGS`, SIGKILL it as soon as `ready()` holds, and check the kill landed mid-run."""
+    process = subprocess.Popen(
+        [str(TDB), "train", TASK, *args, "-w", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the training ended before the kill: the trial proved nothing"
+
+
+def test_train_killed_at_three_moments_resumes_to_the_uninterrupted_result(ingested: Path, tmp_path: Path):
+    reference = copy_of(ingested, tmp_path / "reference")
+    assert tdb("train", TASK, "-w", reference).returncode == 0
+    expected = trained(reference)
+    assert len(expected["epochs"]) == TRAIN["epochs"]
+
+    root = copy_of(ingested, tmp_path / "killed")
+    resume = root / "models" / f"{TASK}.last.pt"
+    started = time.monotonic()
+    kill_when(root, lambda: time.monotonic() - started > 1.0)  # while it starts up and reads the data
+    kill_when(root, resume.is_file)  # right after the first epoch's resume file
+    first = sha256_file(resume)
+    kill_when(root, lambda: resume.is_file() and sha256_file(resume) != first)  # one more epoch in
+    assert Workspace.open(root).db.scalar("select count(*) from gold_results") == 0  # nothing claimed yet
+    finished = tdb("train", TASK, "-w", root)
+    assert finished.returncode == 0, finished.stderr
+    assert trained(root) == expected
+    assert not list((root / "models").glob(".*.tmp")) and not resume.exists()
+
+
+def test_a_killed_forced_retraining_keeps_the_previous_results_until_a_rerun_finishes_it(
+    ingested: Path, tmp_path: Path
+):
+    root = copy_of(ingested, tmp_path / "study")
+    assert tdb("train", TASK, "-w", root).returncode == 0
+    previous, store = trained(root), store_fingerprint(root / "taskonomy.duckdb")
+    Workspace.open(root).update_settings("train", {"learning_rate": 0.01})  # new settings: a new network
+    resume = root / "models" / f"{TASK}.last.pt"
+    kill_when(root, resume.is_file, "--force")
+    assert trained(root) == previous
+    after = store_fingerprint(root / "taskonomy.duckdb")
+    assert after["counts"] == {**store["counts"], "runs": store["counts"]["runs"] + 1}
+    finished = tdb("train", TASK, "-w", root)
+    assert finished.returncode == 0, finished.stderr
+    now = trained(root)
+    assert now["weights"] != previous["weights"] and len(now["epochs"]) == TRAIN["epochs"]
