@@ -94,8 +94,8 @@ def workspace_option(function: Callable) -> Callable:
     )(function)
 
 
-def open_workspace(path: Path | None) -> Workspace:
-    return Workspace.open(path)
+def open_workspace(path: Path | None, read_only: bool = False) -> Workspace:
+    return Workspace.open(path, read_only=read_only)
 
 
 def setting_type(section: str, key: str) -> click.ParamType:

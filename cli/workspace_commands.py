@@ -131,12 +131,33 @@ QUERY_FORMATS = ("table", "csv", "json", "parquet")
     help="Output format (default: from --out's extension, .csv, .json or .parquet; else table).",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file.")
-@click.option("--write", is_flag=True, help="Allow statements that modify the workspace (one transaction).")
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Allow statements that modify the workspace (one transaction). Not a sandbox: the SQL may read and "
+    "write any file.",
+)
+@click.option(
+    "--allow-read",
+    "allow_read",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Let a read-only query read this file or folder outside the workspace (repeatable).",
+)
 @workspace_option
-def query(sql: str, output_format: str | None, out: Path | None, write: bool, workspace_path: Path | None) -> None:
+def query(
+    sql: str,
+    output_format: str | None,
+    out: Path | None,
+    write: bool,
+    allow_read: tuple[Path, ...],
+    workspace_path: Path | None,
+) -> None:
     """Run SQL on the workspace's DuckDB store; read-only unless --write.
 
-    Read-only also refuses statements that write other files or databases (COPY ... TO, EXPORT DATABASE, ATTACH).
+    Read-only runs in a sandbox: the store does not change, no file is created or changed (COPY ... TO, EXPORT
+    DATABASE, ATTACH, INSTALL and LOAD are refused), files outside the workspace folder are read only where
+    --allow-read names them, and settings (SET, RESET, PRAGMA) are locked. --write is not a sandbox.
     Several statements separated by ';' run in order; the last one's result is printed.
 
     Tables: tasks, images, encoders, transfers, losses, runs; see `tdb tables` for all tables and views.
@@ -146,6 +167,8 @@ def query(sql: str, output_format: str | None, out: Path | None, write: bool, wo
         tdb query "select split, count(*) as n_images from images group by split" --format csv
 
         tdb query "select * from affinity" --out affinity.parquet
+
+        tdb query "select * from read_csv('/data/labels.csv')" --allow-read /data/labels.csv
     """
     if not sql.strip():
         raise click.UsageError("the SQL statement is empty")
@@ -157,10 +180,12 @@ def query(sql: str, output_format: str | None, out: Path | None, write: bool, wo
         raise click.UsageError(f"--out {out.name} is a .{suffix} file but --format is {output_format}")
     if output_format == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
-    workspace = open_workspace(workspace_path)
+    if write and allow_read:
+        raise click.UsageError("--allow-read is for read-only queries; --write already reads any file")
+    workspace = open_workspace(workspace_path, read_only=not write)
     # A change to the workspace leaves its provenance in `runs`, like every other command's.
     with workspace.run("query", {"sql": sql}) if write else contextlib.nullcontext():
-        result = workspace.db.execute_user_sql(sql, write=write)
+        result = workspace.db.execute_user_sql(sql, write=write, allow_read=allow_read)
     if result.num_columns == 0 and output_format != "parquet":
         if write:
             click.echo("ok", err=True)

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from taskonomy_db import sandbox
 from taskonomy_db.errors import QueryError, WorkspaceError
 
 LOCK_WAIT_SECONDS = 60.0
@@ -64,7 +65,9 @@ class Database:
         self.path = Path(path)
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(
+        self, read_only: bool = False, config: dict[str, object] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, waiting up to LOCK_WAIT_SECONDS while another process holds a conflicting lock."""
         if read_only and not self.path.exists():
             raise WorkspaceError(f"database not found: {self.path}")
@@ -72,7 +75,7 @@ class Database:
         delay = 0.02
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
                 break
             except duckdb.IOException as error:
                 if not _is_lock_conflict(error) or time.monotonic() > deadline:
@@ -188,18 +191,29 @@ class Database:
         with self.connect(read_only=True) as con:
             return _run(con, sql, params)
 
-    def execute_user_sql(self, sql: str, write: bool = False) -> pa.Table:
-        """A user's ad-hoc SQL: read-only unless `write`, in which case it runs in one transaction."""
-        if not write:
-            _refuse_writes_outside(sql)
+    def execute_user_sql(self, sql: str, write: bool = False, allow_read: Iterable[str | Path] = ()) -> pa.Table:
+        """A user's ad-hoc SQL. With `write` it runs in one transaction, unsandboxed: it may read and write any
+        file. Without, it runs in the sandbox (taskonomy_db.sandbox): the store cannot change, no file is
+        written, and files are read only inside the workspace (the store's folder) or at `allow_read`."""
+        allow_read = list(allow_read)
+        if write:
+            if allow_read:
+                raise QueryError("--allow-read is for read-only queries; --write already reads any file")
+            with self.transaction() as con:
+                return _run(con, sql, None)
+        sandbox.refuse_statements(sql)
+        folders, files = sandbox.readable(self.path.parent, allow_read)
+        with self.connect(read_only=True, config=sandbox.CONNECT_CONFIG) as con:
+            sandbox.lock_down(con, folders, files)
             try:
-                return self.query(sql)
+                return _run(con, sql, None)
             except QueryError as error:
+                refused = sandbox.explain(error.__cause__) if isinstance(error.__cause__, duckdb.Error) else None
+                if refused:
+                    raise QueryError(refused) from error
                 if "read-only" in str(error).lower():
                     raise QueryError(f"{error} (pass --write to modify the workspace)") from error
                 raise
-        with self.transaction() as con:
-            return _run(con, sql, None)
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         table = self.query(sql, params)
@@ -218,29 +232,6 @@ class Database:
             """
         )
         return table.to_pylist()
-
-
-# A read-only connection stops writes to the workspace file, not these: they write other files (COPY ... TO,
-# EXPORT DATABASE) or open other databases for writing (ATTACH).
-_WRITES_OUTSIDE = {
-    duckdb.StatementType.COPY: "COPY",
-    duckdb.StatementType.COPY_DATABASE: "COPY FROM DATABASE",
-    duckdb.StatementType.EXPORT: "EXPORT DATABASE",
-    duckdb.StatementType.ATTACH: "ATTACH",
-}
-
-
-def _refuse_writes_outside(sql: str) -> None:
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as error:
-        raise QueryError(_one_line(error)) from error
-    for statement in statements:
-        if statement.type in _WRITES_OUTSIDE:
-            raise QueryError(
-                f"{_WRITES_OUTSIDE[statement.type]} can write outside the workspace; pass --write to allow it"
-                " (to save a result, use --out FILE)"
-            )
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> pa.Table:

@@ -195,14 +195,26 @@ class Workspace:
         return workspace
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> Workspace:
+    def open(cls, path: str | Path | None = None, read_only: bool = False) -> Workspace:
+        """The workspace at `path`, its store migrated to this taskonomy-db's schema; `read_only` changes
+        nothing and creates nothing, and refuses a store that is missing or would need a migration."""
         root = resolve_path(path)
         if not (root / SETTINGS_FILE).is_file():
             where = f"{root} (from $TDB_WORKSPACE)" if path is None and os.environ.get("TDB_WORKSPACE") else root
             raise WorkspaceError(f"no workspace at {where} (no {SETTINGS_FILE}); create one with `tdb init {root}`")
         workspace = cls(root)
         workspace.settings  # noqa: B018 - parse now so a malformed file fails before any work
+        if read_only and not workspace.db.path.is_file():
+            raise WorkspaceError(
+                f"the store {workspace.db.path} is missing; a read-only command creates none"
+                " (restore it, or run a command that writes to start an empty one)"
+            )
         if workspace.db.needs_migration():
+            if read_only:
+                raise WorkspaceError(
+                    f"the store {workspace.db.path} needs a schema migration, which a read-only command does not"
+                    ' make; run `tdb query --write "select 1"` once to migrate it'
+                )
             workspace.db.migrate()
         return workspace
 
