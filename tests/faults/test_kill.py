@@ -101,3 +101,34 @@ def test_a_killed_forced_retraining_keeps_the_previous_results_until_a_rerun_fin
     assert finished.returncode == 0, finished.stderr
     now = trained(root)
     assert now["weights"] != previous["weights"] and len(now["epochs"]) == TRAIN["epochs"]
+
+
+def images(root: Path) -> list[dict]:
+    return Workspace.open(root).db.query("select * from images order by image_id").to_pylist()
+
+
+@pytest.mark.parametrize("fraction", [0.4, 0.7, 0.9])
+def test_ingest_killed_stores_all_or_nothing_and_a_rerun_equals_an_uninterrupted_one(tmp_path: Path, fraction: float):
+    data = tmp_path / "data"
+    generate(data, n_buildings=6, rooms_per_building=2, points_per_room=3, views_per_point=2, size=32, workers=1,
+             progress=False)  # fmt: skip
+    reference = tmp_path / "reference"
+    assert tdb("init", reference).returncode == 0
+    started = time.monotonic()
+    assert tdb("ingest", data, "-w", reference).returncode == 0
+    duration = time.monotonic() - started  # the kill lands at `fraction` of an uninterrupted run
+    root = tmp_path / "killed"
+    assert tdb("init", root).returncode == 0
+    empty = store_fingerprint(root / "taskonomy.duckdb")
+    process = subprocess.Popen([str(TDB), "ingest", str(data), "-w", str(root)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(fraction * duration)
+    process.send_signal(signal.SIGKILL)
+    if process.wait(timeout=60) == -signal.SIGKILL:  # landed mid-run: nothing of it is stored
+        after = store_fingerprint(root / "taskonomy.duckdb")
+        assert {k: v for k, v in after["counts"].items() if k != "runs"} == {
+            k: v for k, v in empty["counts"].items() if k != "runs"
+        }
+    finished = tdb("ingest", data, "-w", root)
+    assert finished.returncode == 0, finished.stderr
+    assert images(root) == images(reference)
