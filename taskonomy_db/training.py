@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
 from taskonomy_db.models.networks import ENCODER_STRIDE, NORMS, NetworkConfig, TaskNetwork, create_task_network
@@ -140,9 +140,8 @@ def set_threads(threads: int) -> None:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def network_sha256(network: torch.nn.Module) -> str:

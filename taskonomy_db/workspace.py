@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from taskonomy_db import __version__
+from taskonomy_db.atomic import atomic_path, process_alive, remove_stale_temporaries
 from taskonomy_db.db import Database
 from taskonomy_db.errors import WorkspaceError
 
@@ -95,16 +96,6 @@ def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Numbe
             reason = rule.check(f"[{section}] {key}", settings[key])
             if reason:
                 raise error(reason)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def resolve_path(path: str | Path | None) -> Path:
@@ -214,9 +205,8 @@ class Workspace:
         """Merge `values` into one section of tdb.toml, written atomically (replace, never half-written)."""
         settings = self.settings
         settings.setdefault(section, {}).update(values)
-        tmp = self.root / (SETTINGS_FILE + ".tmp")
-        tmp.write_text(dumps_toml(settings))
-        tmp.replace(self.root / SETTINGS_FILE)
+        with atomic_path(self.root / SETTINGS_FILE) as tmp:
+            tmp.write_text(dumps_toml(settings))
 
     @property
     def seed(self) -> int:
@@ -231,14 +221,18 @@ class Workspace:
 
     @contextmanager
     def run(self, command: str, settings: dict[str, Any] | None = None) -> Iterator[int]:
-        """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome."""
+        """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome.
+
+        Also removes the temporaries of commands that were killed mid-write (SIGKILL leaves no chance to), so
+        a resumed run leaves the workspace as an uninterrupted one would."""
+        remove_stale_temporaries(self.root)
         host = socket.gethostname()
         with self.db.transaction() as con:
             # Runs left 'running' by a process of this host that no longer exists were killed without a chance
             # to say so.
             stale = con.execute("select run_id, pid from runs where status = 'running' and host = ?", [host])
             for stale_id, pid in stale.fetchall():
-                if pid is not None and not _process_alive(pid):
+                if pid is not None and not process_alive(pid):
                     con.execute("update runs set status = 'interrupted' where run_id = ?", [stale_id])
             run_id = con.execute(
                 "insert into runs (command, version, git_commit, settings, started_at, status, pid, host)"
