@@ -524,7 +524,7 @@ def generate(
                 # fork: workers inherit the imported modules and never re-run the caller's main script.
                 methods = multiprocessing.get_all_start_methods()
                 context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                with context.Pool(workers, initializer=tune_worker) as pool:
+                with context.Pool(workers, initializer=tune_worker, initargs=(os.getpid(),)) as pool:
                     for n in pool.imap_unordered(_room_task, tasks):
                         bar.update(n)
         manifest = {"generator": "taskonomy_db.generate", "buildings": names, "settings": asdict(settings)}
