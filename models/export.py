@@ -11,7 +11,6 @@ import copy
 import hashlib
 import io
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskonomy_db import __version__
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.errors import ExportError
 from taskonomy_db.workspace import git_commit
 
@@ -166,9 +166,8 @@ def export_encoder(
     if not max_diff <= PARITY_TOLERANCE:
         raise ExportError(f"onnxruntime differs from PyTorch by {max_diff:.3g} > {PARITY_TOLERANCE} ({path.name})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return ExportedEncoder(
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),

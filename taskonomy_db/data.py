@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from taskonomy_db import encodings
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.errors import DataError
 from taskonomy_db.tasks import Batch, TaskSpec, get_task, grey
 from taskonomy_db.workspace import Workspace
@@ -347,7 +348,5 @@ def _write_shard(
         arrays["valid"] = np.stack([m for _, m in decoded])
     digest = hashlib.sha256(("\0".join(f"{i}:{p}" for i, p in zip(ids, paths, strict=True))).encode()).hexdigest()
     final = folder / f"shard-{digest[:16]}.npz"
-    tmp = folder / f".{final.name}.{os.getpid()}.tmp"
-    with tmp.open("wb") as handle:
+    with atomic_path(final) as tmp, tmp.open("wb") as handle:
         np.savez(handle, **arrays)
-    tmp.replace(final)

@@ -20,6 +20,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.data import image_size
 from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.models.export import PREPROCESSING, ExportedEncoder, export_encoder, file_sha256
@@ -324,9 +325,8 @@ def add_encoder(
 
     target = workspace.path("models", f"{name}.onnx")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     record = EncoderRecord(
         encoder=name,
         kind="user",

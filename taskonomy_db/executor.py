@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from taskonomy_db.errors import WorkerDiedError
-from taskonomy_db.process_tuning import tune_process, tuned
+from taskonomy_db.process_tuning import tune_worker, tuned
 
 C = TypeVar("C")
 J = TypeVar("J")
@@ -44,11 +44,11 @@ class SerialExecutor:
 _worker_context: Any = None
 
 
-def _init_worker(context: Any, threads: int) -> None:
+def _init_worker(context: Any, threads: int, parent_pid: int) -> None:
     global _worker_context
+    tune_worker(parent_pid)  # first: also makes the worker die with its parent; a worker lives for one map
     _worker_context = context
     torch.set_num_threads(threads)
-    tune_process()  # a worker lives for one map: never undone
 
 
 def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
@@ -58,7 +58,8 @@ def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
 class ProcessExecutor:
     """A pool of `workers` processes (spawned, so no OpenMP state is forked), each with an equal share of the
     cores as torch threads. At most 2 jobs per worker are queued, so an interrupt loses little work. A worker
-    that dies ends the map with WorkerDiedError (one line for the CLI), after every result that came before."""
+    that dies ends the map with WorkerDiedError (one line for the CLI), after every result that came before.
+    Workers die with this process, even when it is killed with SIGKILL (see worker_lifetime)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -69,7 +70,7 @@ class ProcessExecutor:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(context, threads),
+            initargs=(context, threads, os.getpid()),
         )
         pending: set[Future] = set()
         queue = iter(jobs)

@@ -8,16 +8,20 @@ Resumable and safe to kill: a part is written to a temporary file and renamed, s
 all; a rerun reads which images the finished parts hold and extracts only the rest. Parts written by an older
 export of the encoder (another sha256) are removed first, and duplicate rows (two runs at once) are compacted,
 so the folder ends with exactly one row per image. Memory is bounded by one part.
+
+The store lists every part extraction left (`representation_parts`: file name and row count), so a reader tells
+a deleted, truncated or foreign part from an encoder never extracted, and fails naming the fix
+(`check_representations`) instead of silently reading less.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from taskonomy_db.atomic import atomic_path, remove_stale_temporaries
 from taskonomy_db.data import SPLITS, image_rows, load_rgb
 from taskonomy_db.encoders import EncoderRecord, check_input_spec, registered_encoder, registered_encoders
 from taskonomy_db.errors import DataError, EncoderError
@@ -37,6 +42,9 @@ BATCH = 64
 DTYPES = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
 PROVIDERS = ("auto", "cpu", "cuda")
 _PART = re.compile(r"^part-(\d{5})\.parquet$")
+# What pyarrow raises for a truncated or corrupt file (ArrowInvalid, ArrowIOError, ...).
+_UNREADABLE = (pa.ArrowException, OSError)
+_UNREADABLE_TEXT = "cannot be read as Parquet (truncated or corrupt)"
 
 
 @dataclass
@@ -152,9 +160,9 @@ def _extract_one(
     started = time.perf_counter()
     folder = representation_dir(workspace, record.encoder)
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(".part-*.tmp"):
-        leftover.unlink(missing_ok=True)  # a part torn by a kill; its images are extracted again
+    remove_stale_temporaries(folder)  # parts torn by a kill; their images are extracted again
     removed, done = _prune(folder, record, dtype)
+    _record_parts(workspace, record.encoder, folder)
     todo = [i for i in image_ids if i not in done]
     numbers = [int(_PART.match(p.name).group(1)) for p in _parts(folder)]
     next_part = max(numbers, default=-1) + 1
@@ -186,7 +194,9 @@ def _extract_one(
                 "representation": pa.FixedSizeListArray.from_arrays(values, width),
             }
         )
-        _write_part(folder / f"part-{next_part:05d}.parquet", table, record, dtype)
+        part = folder / f"part-{next_part:05d}.parquet"
+        _write_part(part, table, record, dtype)
+        _record_part(workspace, record.encoder, part.name, table.num_rows)
         next_part += 1
     bar.close()
     return ExtractReport(
@@ -209,22 +219,25 @@ def _write_part(path: Path, table: pa.Table, record: EncoderRecord, dtype: str) 
         "input_size": str(record.input_size),
     }
     table = table.replace_schema_metadata(metadata)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _prune(folder: Path, record: EncoderRecord, dtype: str) -> tuple[int, set[int]]:
-    """Remove parts of another export or dtype; compact duplicate rows. Returns (parts removed, image ids held)."""
+    """Remove parts of another export or dtype and unreadable ones (truncated, corrupt); compact duplicate rows.
+    Returns (parts removed, image ids held)."""
     removed = 0
     seen: set[int] = set()
     for part in _parts(folder):
-        meta = _metadata(part)
+        try:
+            meta = _metadata(part)
+            ids = pq.read_table(part, columns=["image_id"]).column("image_id").to_numpy()
+        except _UNREADABLE:
+            meta = {}
         if meta.get("sha256") != record.sha256 or meta.get("dtype") != dtype:
             part.unlink()
             removed += 1
             continue
-        ids = pq.read_table(part, columns=["image_id"]).column("image_id").to_numpy()
         duplicate = np.fromiter((i in seen for i in ids.tolist()), bool, len(ids))
         if duplicate.any():
             table = pq.read_table(part).filter(pa.array(~duplicate))
@@ -234,6 +247,61 @@ def _prune(folder: Path, record: EncoderRecord, dtype: str) -> tuple[int, set[in
                 _write_part(part, table, record, dtype)
         seen.update(ids.tolist())
     return removed, seen
+
+
+def _record_part(workspace: Workspace, encoder: str, part: str, n_rows: int) -> None:
+    with workspace.db.transaction() as con:
+        con.execute(
+            "insert or replace into representation_parts values (?, ?, ?, ?)", [encoder, part, n_rows, datetime.now()]
+        )
+
+
+def _record_parts(workspace: Workspace, encoder: str, folder: Path) -> None:
+    """Make the store's list of the encoder's parts what the folder now holds (all readable: just pruned)."""
+    rows = [(encoder, p.name, pq.read_metadata(p).num_rows, datetime.now()) for p in _parts(folder)]
+    with workspace.db.transaction() as con:
+        con.execute("delete from representation_parts where encoder = ?", [encoder])
+        if rows:
+            con.executemany("insert into representation_parts values (?, ?, ?, ?)", rows)
+
+
+def recorded_encoders(workspace: Workspace) -> set[str]:
+    """Encoders the store says were extracted (whatever their folders now hold)."""
+    table = workspace.db.query("select distinct encoder from representation_parts")
+    return set(table.column("encoder").to_pylist())
+
+
+def check_representations(workspace: Workspace, encoder: str) -> list[Path]:
+    """The encoder's parts, after checking the folder against the store's record of what extraction left:
+    every recorded part present, readable, with its recorded row count, and no part the store does not list.
+    Reads Parquet footers only. Raises EncoderError naming the encoder, the part and the fix."""
+    folder = representation_dir(workspace, encoder)
+    table = workspace.db.query("select part, n_rows from representation_parts where encoder = ?", [encoder])
+    recorded = dict(zip(table.column("part").to_pylist(), table.column("n_rows").to_pylist(), strict=True))
+    on_disk = {p.name: p for p in _parts(folder)}
+    fix = f"run `tdb extract {encoder}`"
+    if not recorded and not on_disk:
+        raise EncoderError(f"no representations of {encoder}; {fix}")
+    for name, n_rows in sorted(recorded.items()):
+        where = f"representations/{encoder}/{name}"
+        if name not in on_disk:
+            raise EncoderError(f"representations of {encoder} are incomplete: {where} is missing; {fix}")
+        try:
+            actual = pq.read_metadata(on_disk[name]).num_rows
+        except _UNREADABLE as error:
+            raise EncoderError(
+                f"representations of {encoder} are damaged: {where} {_UNREADABLE_TEXT}; {fix}"
+            ) from error
+        if actual != n_rows:
+            problem = f"holds {actual} rows, extraction wrote {n_rows}"
+            raise EncoderError(f"representations of {encoder} are damaged: {where} {problem}; {fix}")
+    unknown = sorted(set(on_disk) - set(recorded))
+    if unknown:
+        raise EncoderError(
+            f"representations of {encoder} hold a part the store does not list: representations/{encoder}/"
+            f"{unknown[0]} (an interrupted or older `tdb extract`, or copied in); {fix}"
+        )
+    return [on_disk[name] for name in sorted(on_disk)]
 
 
 def read_representations(
@@ -246,20 +314,24 @@ def read_representations(
     images and fails if any is missing.
     """
     record = registered_encoder(workspace, encoder)
-    parts = _parts(representation_dir(workspace, encoder))
-    if not parts:
-        raise EncoderError(f"no representations of {encoder}; run `tdb extract {encoder}`")
+    parts = check_representations(workspace, encoder)
     wanted = None if image_ids is None else np.asarray(image_ids, np.int32)
     id_chunks, value_chunks = [], []
     for part in parts:
-        meta = _metadata(part)
+        try:
+            meta = _metadata(part)
+            table = pq.read_table(part)
+        except _UNREADABLE as error:  # a footer intact over damaged pages
+            where = part.relative_to(workspace.root)
+            raise EncoderError(
+                f"representations of {encoder} are damaged: {where} {_UNREADABLE_TEXT}; run `tdb extract {encoder}`"
+            ) from error
         if meta.get("sha256") != record.sha256:
             raise EncoderError(
                 f"{part.relative_to(workspace.root)} was extracted with encoder sha256 "
                 f"{meta.get('sha256', '?')[:12]}..., but {encoder} is registered as {record.sha256[:12]}...; "
                 f"re-run `tdb extract {encoder}`"
             )
-        table = pq.read_table(part)
         ids = table.column("image_id").to_numpy()
         keep = slice(None) if wanted is None else np.isin(ids, wanted)
         flat = table.column("representation").combine_chunks().flatten().to_numpy(zero_copy_only=False)

@@ -13,6 +13,7 @@ is renamed into place at the end: an interrupted run leaves no half dataset.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import math
 import multiprocessing
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from taskonomy_db import encodings as enc
+from taskonomy_db.atomic import stale_writer
 from taskonomy_db.errors import GenerateError
 from taskonomy_db.layout import DOMAINS, WRITE_LAYOUTS, file_name, relative_path
 from taskonomy_db.process_tuning import tune_process, tune_worker
@@ -468,6 +470,14 @@ def check_output(out: Path, overwrite: bool) -> None:
         raise GenerateError(f"output {out} exists and is not empty (use --overwrite to replace it)")
 
 
+def _remove_killed_renders(out: Path) -> None:
+    """Remove the half-rendered folders of earlier runs into `out` that were killed (SIGKILL: no cleanup)."""
+    for folder in out.parent.glob(f".{glob.escape(out.name)}.generating-*"):
+        pid = folder.name.rpartition("-")[2]
+        if pid.isdigit() and stale_writer(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def generate(
     out: str | Path,
     n_buildings: int = GenerateSettings.n_buildings,
@@ -493,6 +503,7 @@ def generate(
     tasks = [(settings, b, names[b], r, "") for b in range(n_buildings) for r in range(rooms_per_building)]
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     tmp = out.parent / f".{out.name}.generating-{os.getpid()}"
+    _remove_killed_renders(out)
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -513,7 +524,7 @@ def generate(
                 # fork: workers inherit the imported modules and never re-run the caller's main script.
                 methods = multiprocessing.get_all_start_methods()
                 context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                with context.Pool(workers, initializer=tune_worker) as pool:
+                with context.Pool(workers, initializer=tune_worker, initargs=(os.getpid(),)) as pool:
                     for n in pool.imap_unordered(_room_task, tasks):
                         bar.update(n)
         manifest = {"generator": "taskonomy_db.generate", "buildings": names, "settings": asdict(settings)}

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from taskonomy_db.worker_lifetime import die_with_parent
+
 # glibc mallopt parameters (malloc.h): mmap and trim thresholds, tuned and default.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _TUNED_THRESHOLDS = {_M_MMAP_THRESHOLD: 64 * 1024 * 1024, _M_TRIM_THRESHOLD: 256 * 1024 * 1024}
@@ -78,8 +80,10 @@ def _openblas_thread_functions() -> list[tuple[Callable[[int], None], Callable[[
     return functions
 
 
-def tune_worker() -> None:
-    """Pool initializer: workers are forked for one run and exit after it, so their tuning is never undone."""
+def tune_worker(parent_pid: int) -> None:
+    """Pool initializer: workers are started for one run and exit after it, so their tuning is never undone;
+    they also die with the process that started them (`parent_pid`), even one killed with SIGKILL."""
+    die_with_parent(parent_pid)
     tune_process()
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from taskonomy_db import __version__
 from taskonomy_db.affinity import active_origin, first_order_matrix
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.errors import InfeasibleError, TdbError
 from taskonomy_db.evaluation import (
     Measurements,
@@ -349,9 +350,8 @@ def build_report(
     )
     out = Path(out) if out is not None else workspace.path("reports", REPORT_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(document, encoding="utf-8")
     return out
 
 

@@ -9,12 +9,10 @@ replaced only when its new training has finished: one that fails or is killed le
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import math
-import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
 from taskonomy_db.models.networks import ENCODER_STRIDE, NORMS, NetworkConfig, TaskNetwork, create_task_network
@@ -142,16 +141,12 @@ def set_threads(threads: int) -> None:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # Through a Python file, so a full or read-only disk is an OSError with its errno (torch's own writer
         # raises a RuntimeError carrying only text).
-        with open(tmp, "wb") as file:
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
             torch.save(state, file)
-        tmp.replace(path)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise TrainingError(f"cannot write {path}: {error.strerror or error}") from error
 
 

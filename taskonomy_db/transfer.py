@@ -43,7 +43,7 @@ from taskonomy_db.affinity import evidence_store
 from taskonomy_db.data import TaskData, image_size, load_task_data
 from taskonomy_db.encoders import EncoderRecord, registered_encoders, representation_problem
 from taskonomy_db.executor import Executor, create_executor
-from taskonomy_db.extract import read_representations, representation_dir
+from taskonomy_db.extract import check_representations, read_representations, recorded_encoders, representation_dir
 from taskonomy_db.names import GOLD, NETWORK_BASELINES, RANDOM, SCRATCH
 from taskonomy_db.readout import (
     ROLES,
@@ -162,11 +162,14 @@ def derive_seed(seed: int, name: str) -> int:
 
 
 def extracted_encoders(workspace: Workspace) -> list[str]:
-    """Registered encoders that have Parquet representations on disk."""
+    """Registered encoders that the store says were extracted or that have Parquet parts on disk: one whose
+    parts were since deleted stays chosen, so that `check_representations` fails on it rather than the run
+    silently going without it."""
+    recorded = recorded_encoders(workspace)
     return [
         r.encoder
         for r in registered_encoders(workspace)
-        if any(representation_dir(workspace, r.encoder).glob("part-*.parquet"))
+        if r.encoder in recorded or any(representation_dir(workspace, r.encoder).glob("part-*.parquet"))
     ]
 
 
@@ -367,7 +370,8 @@ def prepare_transfers(
 
     Raises TransferError (or UnknownTaskError) for an unknown or non-target task, a target or source without
     extracted representations, a missing gold network, more transfer or holdout images than the transfer split
-    holds, or a maximum order above the number of sources.
+    holds, or a maximum order above the number of sources; EncoderError for representations on disk that differ
+    from what extraction recorded (a part deleted, truncated, or not listed).
     """
     settings = transfer_settings(workspace, overrides)
     encoders = {r.encoder: r for r in registered_encoders(workspace)}
@@ -401,6 +405,8 @@ def prepare_transfers(
                 )
 
     needed = sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set()))  # encoders whose output is read
+    for name in sorted(set(targets) | set(needed)):  # footers only: a damaged part fails before any long read
+        check_representations(workspace, name)
     size = image_size(workspace)
     for name in needed:
         problem = representation_problem(encoders[name].representation_shape, size)

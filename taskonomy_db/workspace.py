@@ -3,7 +3,6 @@ and reports. Every command resolves one with `Workspace.open`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taskonomy_db import __version__
+from taskonomy_db.atomic import atomic_path, process_alive, remove_stale_temporaries
 from taskonomy_db.db import Database
 from taskonomy_db.errors import WorkspaceError
 from taskonomy_db.locking import writer_lock
@@ -98,16 +98,6 @@ def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Numbe
             reason = rule.check(f"[{section}] {key}", settings[key])
             if reason:
                 raise error(reason)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def resolve_path(path: str | Path | None) -> Path:
@@ -239,13 +229,10 @@ class Workspace:
 
     def _write_settings(self, settings: dict[str, dict[str, Any]]) -> None:
         path = self.root / SETTINGS_FILE
-        tmp = path.with_name(SETTINGS_FILE + ".tmp")
         try:
-            tmp.write_text(dumps_toml(settings))
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(dumps_toml(settings))
         except OSError as error:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             raise WorkspaceError(f"cannot write {path}: {error.strerror or error}") from error
 
     @property
@@ -262,8 +249,13 @@ class Workspace:
     @contextmanager
     def run(self, command: str, settings: dict[str, Any] | None = None) -> Iterator[int]:
         """Record a command's provenance in `runs`: version, commit, settings, start, end and outcome. Holds the
-        workspace's writer lock throughout: raises WorkspaceBusyError if another command is changing it."""
+        workspace's writer lock throughout: raises WorkspaceBusyError if another command is changing it.
+
+        Also removes the temporaries of commands that were killed mid-write (SIGKILL leaves no chance to), so
+        a resumed run leaves the workspace as an uninterrupted one would: under the lock, as no other writer
+        can be mid-write then."""
         with writer_lock(self.root, command):
+            remove_stale_temporaries(self.root)
             yield from self._recorded_run(command, settings)
 
     def _recorded_run(self, command: str, settings: dict[str, Any] | None) -> Iterator[int]:
@@ -273,7 +265,7 @@ class Workspace:
             # to say so.
             stale = con.execute("select run_id, pid from runs where status = 'running' and host = ?", [host])
             for stale_id, pid in stale.fetchall():
-                if pid is not None and not _process_alive(pid):
+                if pid is not None and not process_alive(pid):
                     con.execute("update runs set status = 'interrupted' where run_id = ?", [stale_id])
             run_id = con.execute(
                 "insert into runs (command, version, git_commit, settings, started_at, status, pid, host)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import torch
 
+from taskonomy_db.encoders import export_encoders
+from taskonomy_db.extract import extract
+from taskonomy_db.generate import generate
+from taskonomy_db.ingest import ingest
+from taskonomy_db.training import train_tasks
+from taskonomy_db.workspace import Workspace
 from tests.conftest import REPO
 
 TDB_TIMEOUT = 300
@@ -101,3 +109,42 @@ def small_filesystem(mount_point: Path, size: str) -> Iterator[Path]:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# A tiny study ready for `tdb transfer`: generated data, one epoch of training, export and extraction (the
+# pattern of tests/test_transfer.py's `prepared`). Built once; a trial works on its own copy (`study`).
+SIZE = 32
+TRAINED = ["depth_zbuffer", "normal", "class_scene"]
+EXTRACTED = [*TRAINED, "random"]
+# Transfer settings small enough for seconds: one target, order 1, no network baseline.
+QUICK_TRANSFER = ("--targets", "depth_zbuffer", "--transfer-images", "6", "--holdout-images", "4",
+                  "--max-steps", "4", "--max-order", "1", "--baselines", "random", "--workers", "1")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two cores shared with other work: oversubscribed threads stall
+    try:
+        data = tmp_path_factory.mktemp("generated") / "data"
+        generate(data, n_buildings=6, rooms_per_building=1, points_per_room=2, views_per_point=3, size=SIZE,
+                 workers=1, progress=False)  # fmt: skip
+        workspace = Workspace.init(tmp_path_factory.mktemp("prepared") / "study")
+        train = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads": 1}
+        workspace.update_settings("train", train)
+        workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
+        ingest(workspace, data)
+        train_tasks(workspace, TRAINED, progress=False)
+        export_encoders(workspace, EXTRACTED)
+        extract(workspace, EXTRACTED, progress=False)
+    finally:
+        torch.set_num_threads(previous)
+    return workspace.root
+
+
+@pytest.fixture
+def study(prepared: Path, tmp_path: Path) -> Path:
+    """A private copy of the prepared study: a trial may damage it."""
+    root = tmp_path / "study"
+    shutil.copytree(prepared, root)
+    return root

@@ -4,50 +4,17 @@ were."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from taskonomy_db.encoders import export_encoders
-from taskonomy_db.extract import extract
-from taskonomy_db.generate import generate
-from taskonomy_db.ingest import ingest
 from taskonomy_db.locking import LOCK_FILE
-from taskonomy_db.training import train_tasks
 from taskonomy_db.workspace import Workspace
 from tests.faults.conftest import TDB, assert_one_line_error, sha256_file, store_fingerprint, tdb, unwritable
 
-SIZE = 32
-TASKS = ["depth_zbuffer", "normal"]
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("generated") / "data"
-    generate(data, n_buildings=6, rooms_per_building=1, points_per_room=2, views_per_point=3, size=SIZE,
-             workers=1, progress=False)  # fmt: skip
-    workspace = Workspace.init(tmp_path_factory.mktemp("ws") / "study")
-    workspace.update_settings("train", {"image_size": SIZE, "epochs": 2, "width": 8, "batch_size": 8, "threads": 1})
-    workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
-    workspace.update_settings("transfer", {"holdout_images": 4, "transfer_images": 6, "workers": 1})
-    ingest(workspace, data)
-    train_tasks(workspace, TASKS, progress=False)
-    export_encoders(workspace, [*TASKS, "random"])
-    extract(workspace, [*TASKS, "random"], progress=False)
-    return workspace.root
-
-
-@pytest.fixture
-def root(prepared: Path, tmp_path: Path) -> Path:
-    """A private copy: the module's workspace is never changed."""
-    copy = tmp_path / "study"
-    shutil.copytree(prepared, copy)
-    return copy
 
 
 def wait_for(condition, what: str, seconds: float = 120.0) -> None:
@@ -58,7 +25,8 @@ def wait_for(condition, what: str, seconds: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_second_writer_is_refused_while_a_transfer_runs_and_readers_go_on(root: Path, tmp_path: Path):
+def test_a_second_writer_is_refused_while_a_transfer_runs_and_readers_go_on(study: Path, tmp_path: Path):
+    root = study
     gold = root / "models" / "depth_zbuffer.pt"
     before = sha256_file(gold)
     log = (tmp_path / "transfer.out").open("w")
@@ -87,7 +55,8 @@ def test_a_second_writer_is_refused_while_a_transfer_runs_and_readers_go_on(root
     assert tdb("train", "depth_zbuffer", "-w", root).returncode == 0
 
 
-def test_a_training_that_cannot_save_keeps_the_previous_network_result_and_epochs(root: Path):
+def test_a_training_that_cannot_save_keeps_the_previous_network_result_and_epochs(study: Path):
+    root = study
     store = root / "taskonomy.duckdb"
     gold = root / "models" / "depth_zbuffer.pt"
     before, network = store_fingerprint(store), sha256_file(gold)
@@ -106,11 +75,12 @@ def test_a_training_that_cannot_save_keeps_the_previous_network_result_and_epoch
         )
         .to_pylist()
     )
-    assert rows == [{"results": 1, "epochs": 2, "status": "failed"}]
+    assert rows == [{"results": 1, "epochs": 1, "status": "failed"}]
     assert not list((root / "models").glob(".*.tmp")) and not (root / "models" / "depth_zbuffer.next.pt").exists()
 
 
-def test_a_forced_training_replaces_the_network_result_and_epochs_together(root: Path):
+def test_a_forced_training_replaces_the_network_result_and_epochs_together(study: Path):
+    root = study
     gold = root / "models" / "depth_zbuffer.pt"
     workspace = Workspace.open(root)
     workspace.update_settings("train", {"epochs": 3})
