@@ -32,13 +32,33 @@ def test_a_second_writer_is_refused_while_a_transfer_runs_and_readers_go_on(stud
     log = (tmp_path / "transfer.out").open("w")
     # Enough steps that the transfer is still running when the others start.
     transfer = subprocess.Popen(
-        [str(TDB), "transfer", "-w", str(root), "--max-order", "1", "--max-steps", "3000", "--patience", "3000"],
+        [
+            str(TDB),
+            "transfer",
+            "-w",
+            str(root),
+            "--max-order",
+            "1",
+            "--transfer-images",
+            "6",
+            "--holdout-images",
+            "4",
+            "--workers",
+            "1",
+            "--max-steps",
+            "3000",
+            "--patience",
+            "3000",
+        ],  # fmt: skip
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         lock = root / LOCK_FILE
-        wait_for(lambda: lock.is_file() and "tdb transfer" in lock.read_text(), "the transfer to take the lock")
+        wait_for(
+            lambda: transfer.poll() is not None or (lock.is_file() and "tdb transfer" in lock.read_text()),
+            "the transfer to take the lock",
+        )
         train = tdb("train", "depth_zbuffer", "--force", "-w", root)
         assert transfer.poll() is None, "the transfer ended before the second writer ran: the trial proved nothing"
         assert_one_line_error(train, "is being changed by `tdb transfer`", f"pid {transfer.pid}")
