@@ -98,13 +98,25 @@ def open_workspace(path: Path | None) -> Workspace:
     return Workspace.open(path)
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf: nan compares false with every bound, so a range lets it by."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def setting_type(section: str, key: str) -> click.ParamType:
     """The click type of a flag that overrides tdb.toml's [section] key: the bounds the file's value is checked
     against, so the flag and the file refuse the same values (the flag's as a usage error, exit 2)."""
     rule = {"train": TRAIN_NUMBERS, "transfer": TRANSFER_NUMBERS}[section][key]
     if rule.kind is int:
         return click.IntRange(min=int(rule.minimum), min_open=rule.above)
-    return click.FloatRange(min=rule.minimum, min_open=rule.above)
+    return FiniteFloat(min=rule.minimum, min_open=rule.above)
 
 
 def format_option(choices: Sequence[str] = ("table", "csv", "json"), default: str = "table") -> Callable:
