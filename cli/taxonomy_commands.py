@@ -245,6 +245,12 @@ def taxonomy_command(
 
         tdb taxonomy --budget 4 --max-order 2 --target-only vanishing_point --cost normal=2 --format json
     """
+    if do_sweep and budget is not None and (budget < 1 or budget != int(budget)):  # a usage error: before any read
+        raise click.BadParameter(
+            f"--sweep runs budgets 1, 2, ... up to --budget: a whole number >= 1, got {plain_number(budget)}",
+            ctx=click.get_current_context(),
+            param_hint="'--budget'",
+        )
     workspace = open_workspace(workspace_path)
     rows = load_affinity_rows(workspace.db)
     measurements = load_measurements(workspace.db)
@@ -261,12 +267,6 @@ def taxonomy_command(
     markdown = output_format == "md"
     if do_sweep:
         top_order = SWEEP_MAX_ORDER if max_order is None else max_order
-        if budget is not None and (budget < 1 or budget != int(budget)):
-            raise click.BadParameter(
-                f"--sweep runs budgets 1, 2, ... up to --budget: a whole number >= 1, got {plain_number(budget)}",
-                ctx=click.get_current_context(),
-                param_hint="'--budget'",
-            )
         top_budget = top_sweep_budget(budget, SWEEP_MAX_BUDGET, sweep_budget_limit(rows, top_order, **settings))
         cells = sweep(
             rows,
