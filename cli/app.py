@@ -65,6 +65,32 @@ class TdbGroup(click.Group):
             exception = click.ClickException(str(error))
             exception.exit_code = error.exit_code
             raise exception from error
+        except (OSError, MemoryError) as error:
+            if isinstance(error, BrokenPipeError):  # `tdb ... | head`: click's main ends it quietly
+                raise
+            raise click.ClickException(_environment_error(error)) from error
+        except Exception as error:
+            if not _is_duckdb_error(error):
+                raise  # a bug: its traceback is what a report needs
+            raise click.ClickException(f"DuckDB: {_single_line(error)}") from error
+
+
+def _single_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _environment_error(error: OSError | MemoryError) -> str:
+    """A failure of the machine rather than of tdb (a full disk, a permission, no memory) as one line."""
+    if isinstance(error, MemoryError):
+        return f"out of memory{': ' + _single_line(error) if str(error) else ''}"
+    return _single_line(error) or type(error).__name__  # str() has the errno, strerror and path: [Errno 28] ...
+
+
+def _is_duckdb_error(error: BaseException) -> bool:
+    # Looked up, not imported: the CLI must not import duckdb (slow) for commands that never open the store,
+    # and an error cannot come from duckdb unless something imported it.
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(error, duckdb.Error)
 
 
 @click.group(cls=TdbGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -7,6 +7,7 @@ another terminal keeps working while the job runs. Opening retries while another
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from taskonomy_db.errors import QueryError, WorkspaceError
+from taskonomy_db.errors import QueryError, StoreUnreadableError, WorkspaceError
 
 LOCK_WAIT_SECONDS = 60.0
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -51,6 +52,15 @@ def _views_digest(views: Sequence[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
+# What DuckDB says of a file it cannot trust: a block whose checksum fails, a bad header, a file cut short.
+_UNREADABLE = ("corrupt database file", "not a valid duckdb database file", "could not read enough bytes")
+
+
+def _is_unreadable(error: duckdb.Error) -> bool:
+    text = str(error).lower()
+    return any(fragment in text for fragment in _UNREADABLE)
+
+
 def _is_lock_conflict(error: duckdb.Error) -> bool:
     text = str(error)
     return "lock" in text.lower() and ("conflicting" in text.lower() or "could not set" in text.lower())
@@ -73,15 +83,28 @@ class Database:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException as error:
+            except duckdb.Error as error:
+                if _is_unreadable(error):
+                    raise self._unreadable(error) from error
                 if not _is_lock_conflict(error) or time.monotonic() > deadline:
-                    raise WorkspaceError(f"cannot open {self.path}: {error}") from error
+                    raise WorkspaceError(f"cannot open {self.path}: {_one_line(error)}") from error
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:
             yield con
+        except duckdb.Error as error:
+            # A damaged block is found only when a statement reads it, which can be any statement of any command.
+            if _is_unreadable(error):
+                raise self._unreadable(error) from error
+            raise
         finally:
             con.close()
+
+    def _unreadable(self, error: duckdb.Error) -> StoreUnreadableError:
+        return StoreUnreadableError(
+            f"the store {self.path} is corrupt or unreadable ({_one_line(error)}); restore it from a copy,"
+            " or move it aside and rebuild the workspace"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -91,7 +114,10 @@ class Database:
             try:
                 yield con
             except BaseException:
-                con.execute("rollback")
+                # A rollback that fails too (a corrupt block) must not hide the error that caused it; closing the
+                # connection discards the uncommitted work either way.
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("rollback")
                 raise
             con.execute("commit")
 
@@ -237,6 +263,8 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[
         relation = con.sql(sql, params=params)
         return pa.table({}) if relation is None else relation.to_arrow_table()
     except duckdb.Error as error:
+        if _is_unreadable(error):
+            raise  # not the query's fault: Database.connect names the store
         raise QueryError(_one_line(error)) from error
 
 
