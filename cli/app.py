@@ -65,6 +65,32 @@ class TdbGroup(click.Group):
             exception = click.ClickException(str(error))
             exception.exit_code = error.exit_code
             raise exception from error
+        except (OSError, MemoryError) as error:
+            if isinstance(error, BrokenPipeError):  # `tdb ... | head`: click's main ends it quietly
+                raise
+            raise click.ClickException(_environment_error(error)) from error
+        except Exception as error:
+            if not _is_duckdb_error(error):
+                raise  # a bug: its traceback is what a report needs
+            raise click.ClickException(f"DuckDB: {_single_line(error)}") from error
+
+
+def _single_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _environment_error(error: OSError | MemoryError) -> str:
+    """A failure of the machine rather than of tdb (a full disk, a permission, no memory) as one line."""
+    if isinstance(error, MemoryError):
+        return f"out of memory{': ' + _single_line(error) if str(error) else ''}"
+    return _single_line(error) or type(error).__name__  # str() has the errno, strerror and path: [Errno 28] ...
+
+
+def _is_duckdb_error(error: BaseException) -> bool:
+    # Looked up, not imported: the CLI must not import duckdb (slow) for commands that never open the store,
+    # and an error cannot come from duckdb unless something imported it.
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(error, duckdb.Error)
 
 
 @click.group(cls=TdbGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -98,13 +124,25 @@ def open_workspace(path: Path | None, read_only: bool = False) -> Workspace:
     return Workspace.open(path, read_only=read_only)
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf: nan compares false with every bound, so a range lets it by."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def setting_type(section: str, key: str) -> click.ParamType:
     """The click type of a flag that overrides tdb.toml's [section] key: the bounds the file's value is checked
     against, so the flag and the file refuse the same values (the flag's as a usage error, exit 2)."""
     rule = {"train": TRAIN_NUMBERS, "transfer": TRANSFER_NUMBERS}[section][key]
     if rule.kind is int:
         return click.IntRange(min=int(rule.minimum), min_open=rule.above)
-    return click.FloatRange(min=rule.minimum, min_open=rule.above)
+    return FiniteFloat(min=rule.minimum, min_open=rule.above)
 
 
 def format_option(choices: Sequence[str] = ("table", "csv", "json"), default: str = "table") -> Callable:

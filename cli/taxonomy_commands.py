@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
-from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, workspace_option
+from taskonomy_db.cli.app import FiniteFloat, cli, echo_json, format_option, open_workspace, workspace_option
 from taskonomy_db.evaluation import (
     load_affinity_rows,
     load_measurements,
@@ -24,7 +25,6 @@ from taskonomy_db.taxonomy import (
     DEFAULT_MAX_ORDER,
     OBJECTIVES,
     Taxonomy,
-    TaxonomyInputError,
     build_problem,
     plain_number,
     solve,
@@ -40,18 +40,35 @@ def _names(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, float]:
-    pairs = {}
-    for item in values:
-        for part in item.split(","):
+class TaskNumbers(click.ParamType):
+    """TASK=NUMBER[,TASK=NUMBER...] with every number finite and >= 0 (a cost or a value), as (task, number) pairs.
+
+    A malformed pair or number is a usage error (exit 2), as a bad --budget is; an unknown task is not known
+    until the affinities are read, so build_problem refuses it (exit 1)."""
+
+    name = "TASK=NUMBER"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):  # already converted
+            return value
+        pairs = []
+        for part in str(value).split(","):
             task, sep, number = part.partition("=")
             if not sep or not task.strip():
-                raise TaxonomyInputError(f"{what} expects TASK=NUMBER, got {part!r}")
+                self.fail(f"expected TASK=NUMBER, got {part!r}", param, ctx)
             try:
-                pairs[task.strip()] = float(number)
+                parsed = float(number)
             except ValueError:
-                raise TaxonomyInputError(f"{what}: {number!r} is not a number (in {part!r})") from None
-    return pairs
+                self.fail(f"{number!r} is not a number (in {part!r})", param, ctx)
+            if not math.isfinite(parsed) or parsed < 0:
+                self.fail(f"{number.strip()!r} is not a finite number >= 0 (in {part!r})", param, ctx)
+            pairs.append((task.strip(), parsed))
+        return tuple(pairs)
+
+
+def _pairs(values: tuple[tuple[tuple[str, float], ...], ...]) -> dict[str, float]:
+    """Repeatable TASK=NUMBER options merged, a later pair for a task winning."""
+    return {task: number for pairs in values for task, number in pairs}
 
 
 def _cell(value: Any, digits: int = 3) -> str:
@@ -148,10 +165,10 @@ def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
 @cli.command("taxonomy")
 @click.option(
     "--budget",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=None,
-    help=f"Supervision budget (default {plain_number(DEFAULT_BUDGET)}); with --sweep the largest budget"
-    f" (default {SWEEP_MAX_BUDGET}).",
+    help=f"Supervision budget, a finite number >= 0 (default {plain_number(DEFAULT_BUDGET)}); with --sweep the"
+    f" largest budget, a whole number >= 1 (default {SWEEP_MAX_BUDGET}).",
 )
 @click.option(
     "--max-order",
@@ -171,9 +188,19 @@ def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
 @click.option("--sources", multiple=True, help="Tasks that may be sources (comma-separated; default: all).")
 @click.option("--source-only", multiple=True, help="Tasks that may only be sources (comma-separated).")
 @click.option("--target-only", multiple=True, help="Tasks that cannot be supervised, only transferred to.")
-@click.option("--cost", multiple=True, metavar="TASK=C", help="Cost of fully supervising TASK (default 1).")
-@click.option("--transfer-cost", multiple=True, metavar="TASK=C", help="Cost of a transfer to TASK (default 0).")
-@click.option("--value", multiple=True, metavar="TASK=V", help="Relative value of TASK (default 1).")
+@click.option(
+    "--cost", multiple=True, type=TaskNumbers(), metavar="TASK=C", help="Cost of fully supervising TASK (default 1)."
+)
+@click.option(
+    "--transfer-cost",
+    multiple=True,
+    type=TaskNumbers(),
+    metavar="TASK=C",
+    help="Cost of a transfer to TASK (default 0).",
+)
+@click.option(
+    "--value", multiple=True, type=TaskNumbers(), metavar="TASK=V", help="Relative value of TASK (default 1)."
+)
 @click.option("--sweep", "do_sweep", is_flag=True, help="Budgets 1..B x max orders 1..K: Gain/Quality tables.")
 @click.option(
     "--random-policies",
@@ -193,9 +220,9 @@ def taxonomy_command(
     sources: tuple[str, ...],
     source_only: tuple[str, ...],
     target_only: tuple[str, ...],
-    cost: tuple[str, ...],
-    transfer_cost: tuple[str, ...],
-    value: tuple[str, ...],
+    cost: tuple[tuple[tuple[str, float], ...], ...],
+    transfer_cost: tuple[tuple[tuple[str, float], ...], ...],
+    value: tuple[tuple[tuple[str, float], ...], ...],
     do_sweep: bool,
     random_policies: int,
     seed: int | None,
@@ -206,7 +233,11 @@ def taxonomy_command(
 
     Solves the binary integer program of the Taskonomy method on the workspace's `affinity` view with the
     public API's semantics: a transfer only from supervised sources, each target supervised or served by one
-    transfer, budget over supervision and transfer costs. Infeasible settings exit with code 2 and say why.
+    transfer, budget over supervision and transfer costs.
+
+    Exit code 2: a usage error, such as a budget, cost or value that is not a finite number >= 0 (negative, nan,
+    inf, not a number) or, with --sweep, a budget that is not a whole number >= 1; and infeasible settings, with
+    why. Exit code 1: the workspace cannot answer, such as an unknown task or no affinities.
     With --sweep: budgets 1..B and max orders 1..K give the paper's Gain and Quality tables and the structure
     significance of each taxonomy against random feasible policies of the same budget and order.
 
@@ -214,6 +245,12 @@ def taxonomy_command(
 
         tdb taxonomy --budget 4 --max-order 2 --target-only vanishing_point --cost normal=2 --format json
     """
+    if do_sweep and budget is not None and (budget < 1 or budget != int(budget)):  # a usage error: before any read
+        raise click.BadParameter(
+            f"--sweep runs budgets 1, 2, ... up to --budget: a whole number >= 1, got {plain_number(budget)}",
+            ctx=click.get_current_context(),
+            param_hint="'--budget'",
+        )
     workspace = open_workspace(workspace_path)
     rows = load_affinity_rows(workspace.db)
     measurements = load_measurements(workspace.db)
@@ -223,17 +260,13 @@ def taxonomy_command(
         "sources": _names(sources) or None,
         "source_only": _names(source_only),
         "target_only": _names(target_only),
-        "supervision_cost": _pairs(cost, "--cost"),
-        "transfer_cost": _pairs(transfer_cost, "--transfer-cost"),
-        "value": _pairs(value, "--value"),
+        "supervision_cost": _pairs(cost),
+        "transfer_cost": _pairs(transfer_cost),
+        "value": _pairs(value),
     }
     markdown = output_format == "md"
     if do_sweep:
         top_order = SWEEP_MAX_ORDER if max_order is None else max_order
-        if top_order < 1 or (budget is not None and budget < 1):
-            raise TaxonomyInputError("--sweep needs --budget >= 1 and --max-order >= 1")
-        if budget is not None and budget != int(budget):
-            raise TaxonomyInputError(f"--sweep runs budgets 1, 2, ... up to --budget: a whole number, got {budget}")
         top_budget = top_sweep_budget(budget, SWEEP_MAX_BUDGET, sweep_budget_limit(rows, top_order, **settings))
         cells = sweep(
             rows,
@@ -266,7 +299,10 @@ def taxonomy_command(
 @cli.command("report")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="HTML file to write.")
 @click.option(
-    "--budgets", default="2,4,8", show_default=True, help="Budgets whose taxonomy graphs to draw (comma-separated)."
+    "--budgets",
+    default="2,4,8",
+    show_default=True,
+    help="Budgets whose taxonomy graphs to draw: comma-separated finite numbers >= 0.",
 )
 @click.option("--max-order", type=click.IntRange(min=1), default=4, show_default=True, help="Largest transfer order.")
 @click.option(
@@ -326,10 +362,18 @@ def report_command(
 
 
 def _pairs_free_numbers(text: str, what: str) -> list[float]:
+    """Comma-separated budgets, each a finite number >= 0; anything else is a usage error, as a bad --budget is."""
     numbers = []
     for part in text.split(","):
         try:
-            numbers.append(float(part))
+            number = float(part)
         except ValueError:
-            raise TaxonomyInputError(f"{what} expects comma-separated numbers, got {part!r}") from None
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            raise click.BadParameter(
+                f"expected comma-separated finite numbers >= 0, got {part!r}",
+                ctx=click.get_current_context(),
+                param_hint=f"'{what}'",
+            )
+        numbers.append(number)
     return numbers

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from taskonomy_db import sandbox
-from taskonomy_db.errors import QueryError, WorkspaceError
+from taskonomy_db.errors import QueryError, StoreUnreadableError, WorkspaceError
 
 LOCK_WAIT_SECONDS = 60.0
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -53,6 +53,15 @@ def _views_digest(views: Sequence[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
+# What DuckDB says of a file it cannot trust: a block whose checksum fails, a bad header, a file cut short.
+_UNREADABLE = ("corrupt database file", "not a valid duckdb database file", "could not read enough bytes")
+
+
+def _is_unreadable(error: duckdb.Error) -> bool:
+    text = str(error).lower()
+    return any(fragment in text for fragment in _UNREADABLE)
+
+
 def _is_lock_conflict(error: duckdb.Error) -> bool:
     text = str(error)
     return "lock" in text.lower() and ("conflicting" in text.lower() or "could not set" in text.lower())
@@ -77,15 +86,28 @@ class Database:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
                 break
-            except duckdb.IOException as error:
+            except duckdb.Error as error:
+                if _is_unreadable(error):
+                    raise self._unreadable(error) from error
                 if not _is_lock_conflict(error) or time.monotonic() > deadline:
-                    raise WorkspaceError(f"cannot open {self.path}: {error}") from error
+                    raise WorkspaceError(f"cannot open {self.path}: {_one_line(error)}") from error
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:
             yield con
+        except duckdb.Error as error:
+            # A damaged block is found only when a statement reads it, which can be any statement of any command.
+            if _is_unreadable(error):
+                raise self._unreadable(error) from error
+            raise
         finally:
             con.close()
+
+    def _unreadable(self, error: duckdb.Error) -> StoreUnreadableError:
+        return StoreUnreadableError(
+            f"the store {self.path} is corrupt or unreadable ({_one_line(error)}); restore it from a copy,"
+            " or move it aside and rebuild the workspace"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -95,9 +117,11 @@ class Database:
             try:
                 yield con
             except BaseException as error:
-                with contextlib.suppress(duckdb.Error):  # after a failed write the rollback may fail too
+                # A rollback that fails too (a corrupt block, a full disk) must not hide the error that caused it;
+                # closing the connection discards the uncommitted work either way.
+                with contextlib.suppress(duckdb.Error):
                     con.execute("rollback")
-                if isinstance(error, duckdb.IOException):
+                if isinstance(error, duckdb.IOException) and not _is_unreadable(error):
                     raise self._write_failed(error) from error
                 raise
             try:
@@ -239,6 +263,8 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[
         relation = con.sql(sql, params=params)
         return pa.table({}) if relation is None else relation.to_arrow_table()
     except duckdb.Error as error:
+        if _is_unreadable(error):
+            raise  # not the query's fault: Database.connect names the store
         raise QueryError(_one_line(error)) from error
 
 

@@ -11,6 +11,10 @@ class WorkspaceError(TdbError):
     """The workspace is missing, malformed, or from a newer schema."""
 
 
+class StoreUnreadableError(WorkspaceError):
+    """The workspace's DuckDB file is corrupt or truncated: DuckDB refuses to read it."""
+
+
 class IngestError(TdbError):
     """The dataset cannot be ingested as it is."""
 

@@ -2,15 +2,15 @@
 
 The release is a set of pickles: `results/affinities/all_affinities{,_1k,_16k}.pkl` and
 `results/winrates/wins_vs_{task,pixels}{,_1k,_16k}.pkl`, each a flat dict `"src1__src2__target" -> float`.
-Pickles can run code when loaded, so they are read with an unpickler that resolves exactly the numpy globals
-the release uses (dtype, scalar and the ndarray reconstruction) and refuses everything else, object dtypes
-included. Names are mapped to this project's: dataset domain names, `self` -> gold, `pixels` -> scratch.
+Pickles can run code when loaded, so they are read with safe_pickle's unpickler, which builds checked numpy
+dtypes, scalars and arrays (the release's rankings hold arrays) and refuses everything else. Names are mapped
+to this project's: dataset domain names, `self` -> gold, `pixels` -> scratch.
 """
 
 from __future__ import annotations
 
-import io
 import pickle
+import reprlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +21,7 @@ import pyarrow as pa
 
 from taskonomy_db.db import Database
 from taskonomy_db.errors import TdbError
-
-try:  # numpy >= 2 moved the module; the pickles name the old path
-    from numpy._core.multiarray import _reconstruct, scalar
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct, scalar
+from taskonomy_db.safe_pickle import load_numpy_pickle
 
 DATA_SIZES = ("1k", "16k", "full")
 _FILE_SUFFIX = {"1k": "_1k", "16k": "_16k", "full": ""}
@@ -72,40 +68,24 @@ class PublishedDataError(TdbError):
     """The published results are missing, malformed, or not safe to load."""
 
 
-def _safe_dtype(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError("object dtypes are refused: they would let the pickle build arbitrary objects")
-    return dtype
+_MALFORMED = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    MemoryError,
+    RecursionError,
+)
 
 
-def _safe_scalar(dtype: np.dtype, *args: Any) -> Any:
-    # scalar() turns raw bytes into a value of `dtype`; with an object dtype those bytes would be a pointer.
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError("numpy scalar with an object dtype refused")
-    return scalar(dtype, *args)
-
-
-def _safe_reconstruct(*args: Any) -> np.ndarray:
-    return _reconstruct(*args)
-
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "dtype"): _safe_dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy.core.multiarray", "scalar"): _safe_scalar,
-    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
-    ("numpy._core.multiarray", "scalar"): _safe_scalar,
-    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
+def _short(value: Any) -> str:
+    """A value from a file as a short single line: an array's repr can be long and span lines."""
+    text = value if isinstance(value, BaseException) else reprlib.repr(value)
+    return " ".join(str(text).split())
 
 
 def load_pickle(path: Path) -> Any:
@@ -115,9 +95,11 @@ def load_pickle(path: Path) -> Any:
     except OSError as error:
         raise PublishedDataError(f"cannot read {path}: {error.strerror or error}") from error
     try:
-        return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise PublishedDataError(f"refused to load {path}: {error}") from error
+        return load_numpy_pickle(data)
+    # What a malformed or hostile file makes the unpickler or numpy raise, MemoryError included for an allocation
+    # the checks let through; every one is a property of the file, so each becomes a one-line error naming it.
+    except _MALFORMED as error:
+        raise PublishedDataError(f"refused to load {path}: {_short(error)}") from error
 
 
 def load_scores(path: Path) -> dict[str, float]:
@@ -128,7 +110,7 @@ def load_scores(path: Path) -> dict[str, float]:
     scores = {}
     for key, value in loaded.items():
         if not isinstance(key, str) or not isinstance(value, float | np.floating | int):
-            raise PublishedDataError(f"{path}: expected str -> float entries, found {key!r} -> {value!r}")
+            raise PublishedDataError(f"{path}: expected str -> float entries, found {_short(key)} -> {_short(value)}")
         scores[key] = float(value)
     return scores
 

@@ -4,6 +4,7 @@ and reports. Every command resolves one with `Workspace.open`."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -47,6 +48,8 @@ class Number:
         whole = self.kind is int
         if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
             return f"{where} must be {'an integer' if whole else 'a number'}, got {value!r}"
+        if not math.isfinite(value):  # TOML has nan and inf; neither is a fraction, a rate or a size
+            return f"{where} must be a finite number, got {value!r}"
         if value < self.minimum or (self.above and value == self.minimum):
             bound = f"above {self.minimum:g}" if self.above else f"at least {self.minimum:g}"
             return f"{where} must be {bound}, got {value!r}"
@@ -54,6 +57,15 @@ class Number:
 
 
 ANY_INTEGER = Number(int, -(2**63))  # a seed
+
+
+@dataclass(frozen=True)
+class Text:
+    """A setting of tdb.toml that must be a string."""
+
+    def check(self, where: str, value: Any) -> str | None:
+        return None if isinstance(value, str) else f"{where} must be a string, got {value!r}"
+
 
 # The rules of the numeric [train] and [transfer] settings. They live here, away from the torch-importing
 # modules that apply them, so the CLI can give each overriding flag the same bounds without importing torch.
@@ -88,6 +100,35 @@ TRANSFER_NUMBERS = {
     "workers": Number(int, 0),
     "seed": ANY_INTEGER,
 }
+
+
+# What each section of tdb.toml may hold, every key listed, except [train] and [transfer]: the commands that read
+# those check them (they know every key, and this module may not import them: torch comes with them).
+SETTING_RULES: dict[str, dict[str, Number | Text]] = {
+    "study": {"name": Text(), "seed": ANY_INTEGER},
+    "split": {split: Number(float, 0) for split in ("train", "val", "test")},
+    "demo": {"profile": Text()},
+}
+CHECKED_BY_THEIR_COMMANDS = ("train", "transfer")
+SECTIONS = ("study", "split", "train", "transfer", "demo")  # every section, in the order tdb.toml has them
+
+
+def check_settings(settings: dict[str, Any]) -> str | None:
+    """Why tdb.toml's parsed `settings` are unusable (an unknown section or key, a value of the wrong type or
+    out of range), or None: checked when a workspace opens, so no command starts work on a bad file."""
+    for section, values in settings.items():
+        if section not in SECTIONS:
+            return f"unknown section [{section}]; the sections are {', '.join(f'[{s}]' for s in SECTIONS)}"
+        if not isinstance(values, dict):
+            return f"top-level key {section!r} must be a table ([{section}])"
+        rules = SETTING_RULES.get(section)
+        for key, value in values.items() if rules is not None else ():
+            if key not in rules:
+                return f"unknown setting [{section}] {key}; [{section}] has {', '.join(rules)}"
+            reason = rules[key].check(f"[{section}] {key}", value)
+            if reason:
+                return reason
+    return None
 
 
 def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Number], error: type[Exception]) -> None:
@@ -210,14 +251,20 @@ class Workspace:
 
     @property
     def settings(self) -> dict[str, dict[str, Any]]:
+        path = self.root / SETTINGS_FILE
         try:
-            loaded = tomllib.loads((self.root / SETTINGS_FILE).read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise WorkspaceError(f"{self.root / SETTINGS_FILE}: {error}") from error
+            loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise WorkspaceError(f"cannot read {path}: {error.strerror or error}") from error
+        except UnicodeDecodeError as error:
+            raise WorkspaceError(f"{path}: not UTF-8 text (byte {error.start})") from error
+        except tomllib.TOMLDecodeError as error:  # its message names the line and column
+            raise WorkspaceError(f"{path}: {error}") from error
+        reason = check_settings(loaded)
+        if reason:
+            raise WorkspaceError(f"{path}: {reason}")
         merged = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
         for section, values in loaded.items():
-            if not isinstance(values, dict):
-                raise WorkspaceError(f"{self.root / SETTINGS_FILE}: top-level key {section!r} must be a table")
             merged.setdefault(section, {}).update(values)
         return merged
 
