@@ -7,6 +7,7 @@ errors into one-line messages with a non-zero exit code.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -66,13 +67,28 @@ class TdbGroup(click.Group):
             exception.exit_code = error.exit_code
             raise exception from error
         except (OSError, MemoryError) as error:
-            if isinstance(error, BrokenPipeError):  # `tdb ... | head`: click's main ends it quietly
-                raise
+            if isinstance(error, OSError) and error.errno not in _ENVIRONMENT_ERRNOS:
+                raise  # a missing file tdb itself should have checked, a broken pipe (`| head`): not the machine's
             raise click.ClickException(_environment_error(error)) from error
         except Exception as error:
-            if not _is_duckdb_error(error):
-                raise  # a bug: its traceback is what a report needs
+            if not _is_duckdb_environment_error(error):
+                raise  # a bug (tdb's own SQL, say): its traceback is what a report needs
             raise click.ClickException(f"DuckDB: {_single_line(error)}") from error
+
+
+# The machine's failures, not tdb's: a full disk or quota, a permission, a read-only or failing device, no memory,
+# no file descriptors left. Any other OSError that reaches here is a bug and keeps its traceback.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EIO,
+    errno.ENOMEM,
+    errno.EMFILE,
+    errno.ENFILE,
+}
 
 
 def _single_line(error: BaseException) -> str:
@@ -86,11 +102,13 @@ def _environment_error(error: OSError | MemoryError) -> str:
     return _single_line(error) or type(error).__name__  # str() has the errno, strerror and path: [Errno 28] ...
 
 
-def _is_duckdb_error(error: BaseException) -> bool:
+def _is_duckdb_environment_error(error: BaseException) -> bool:
+    """DuckDB failing to read, write or allocate (its IO and out-of-memory errors); not its binder or catalog
+    errors, which from tdb's own SQL are bugs."""
     # Looked up, not imported: the CLI must not import duckdb (slow) for commands that never open the store,
     # and an error cannot come from duckdb unless something imported it.
     duckdb = sys.modules.get("duckdb")
-    return duckdb is not None and isinstance(error, duckdb.Error)
+    return duckdb is not None and isinstance(error, duckdb.IOException | duckdb.OutOfMemoryException)
 
 
 @click.group(cls=TdbGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import pyarrow.parquet as pq
 
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.cli.app import (
     cli,
     echo_json,
@@ -194,20 +195,17 @@ def query(
         click.echo(render_rows(result.to_pylist(), result.column_names, output_format))
         return
     # Written beside the target and renamed: an error or a kill never leaves a half-written file at `out`.
-    tmp = out.with_name(f".{out.name}.tmp")
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise QueryError(f"cannot write {out}: {blocking} is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if output_format == "parquet":
-            pq.write_table(result, tmp)
-        else:
-            tmp.write_text(render_rows(result.to_pylist(), result.column_names, output_format) + "\n")
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            if output_format == "parquet":
+                pq.write_table(result, tmp)
+            else:
+                tmp.write_text(render_rows(result.to_pylist(), result.column_names, output_format) + "\n")
     except OSError as error:
-        with contextlib.suppress(OSError):  # under a file, even unlinking the temporary name fails
-            tmp.unlink()
         raise QueryError(f"cannot write {out}: {error.strerror or error}") from error
     click.echo(f"wrote {result.num_rows} row{'' if result.num_rows == 1 else 's'} to {out}", err=True)
 

@@ -62,6 +62,10 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
         self.budget = len(data)  # bytes arrays and scalars may still allocate
         self.size = len(data)
         self.ndarray = self.make_ndarray  # one bound method, so `reconstruct` can tell it by identity
+        # Arrays `reconstruct` made and BUILD has not yet filled: each is filled once. A second BUILD would free
+        # the data of an array that another array's view (numpy.ndarray over it as a buffer) still points at.
+        self.unfilled: set[int] = set()
+        self.made: list[np.ndarray] = []  # keeps them alive, so an id is never reused while it is in `unfilled`
         self.allowed = {
             ("numpy", "dtype"): self.make_dtype,
             ("numpy", "ndarray"): self.ndarray,
@@ -105,6 +109,10 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
 
     def make_ndarray(self, shape: Any, dtype: Any = float, buffer: Any = None, *rest: Any) -> np.ndarray:
         dtype = _as_dtype(dtype)
+        if buffer is not None and not isinstance(buffer, bytes):
+            # Only immutable bytes from the file: a view of another array or of a bytearray would share memory
+            # that a later BUILD could free or change under it.
+            raise pickle.UnpicklingError(f"an array over a {type(buffer).__name__} buffer refused (bytes only)")
         if buffer is None:
             self.reserve_array(shape, dtype)
         elif math.prod(_shape(shape)) * dtype.itemsize > self.size:  # a view of the buffer: numpy bounds-checks it
@@ -115,7 +123,10 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
         if subtype is not self.ndarray:
             raise pickle.UnpicklingError("array reconstruction of anything but numpy.ndarray refused")
         dtype = _as_dtype(dtype)
-        return _reconstruct(np.ndarray, self.reserve_array(shape, dtype), dtype)
+        array = _reconstruct(np.ndarray, self.reserve_array(shape, dtype), dtype)
+        self.unfilled.add(id(array))
+        self.made.append(array)
+        return array
 
     # -- BUILD ------------------------------------------------------------------------------------------
 
@@ -126,8 +137,11 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
             # The release BUILDs every dtype with the state numpy wrote for it: a no-op, and the only one allowed.
             if not isinstance(state, tuple) or state != target.__reduce__()[2]:
                 raise pickle.UnpicklingError(f"BUILD would change dtype {target}: refused")
-        elif type(target) is np.ndarray:
+        elif type(target) is np.ndarray and id(target) in self.unfilled:
+            self.unfilled.discard(id(target))
             target.__setstate__(self.array_state(state))
+        elif type(target) is np.ndarray:
+            raise pickle.UnpicklingError("BUILD of an array that was not freshly reconstructed, or twice, refused")
         else:
             raise pickle.UnpicklingError(f"BUILD on {type(target).__name__} is not allowed")
 
@@ -136,7 +150,7 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise pickle.UnpicklingError("malformed array state")
         shape, dtype, fortran, data = state[-4:]
-        if not isinstance(dtype, np.dtype) or not isinstance(data, bytes | bytearray):
+        if not isinstance(dtype, np.dtype) or not isinstance(data, bytes):
             raise pickle.UnpicklingError("an array state needs a dtype and raw bytes (object arrays pickle a list)")
         _checked(dtype)
         self.reserve_array(shape, dtype)

@@ -26,24 +26,37 @@ CONNECT_CONFIG: dict[str, object] = {
     "allow_persistent_secrets": False,
 }
 
-# DuckDB's allowed folders may be written as well as read, so these statements are refused outright: with the
-# workspace and every --allow-read folder open to DuckDB, COPY ... TO or EXPORT DATABASE would write there.
-_REFUSED = {
-    duckdb.StatementType.COPY: "COPY can write outside the workspace; pass --write to allow it"
-    " (to save a result, use --out FILE)",
-    duckdb.StatementType.COPY_DATABASE: "COPY FROM DATABASE can write outside the workspace; pass --write to allow it",
-    duckdb.StatementType.EXPORT: "EXPORT DATABASE can write outside the workspace; pass --write to allow it"
-    " (to save a result, use --out FILE)",
-    duckdb.StatementType.ATTACH: "ATTACH can write outside the workspace; pass --write to allow it",
-    duckdb.StatementType.LOAD: "INSTALL and LOAD are refused: a read-only query installs and loads no extension",
+# DuckDB's allowed folders may be written as well as read, so only statements that cannot write run: with the
+# workspace and every --allow-read folder open to DuckDB, COPY ... TO or EXPORT DATABASE would write there, and so
+# would a COPY wrapped in PREPARE/EXECUTE or run by EXPLAIN ANALYZE. An allow-list, because any kind DuckDB adds
+# later is refused until someone has looked at it. (SET, PRAGMA and CALL cannot change the locked configuration.)
+_ALLOWED = {
+    duckdb.StatementType.SELECT,
+    duckdb.StatementType.EXPLAIN,
+    duckdb.StatementType.PRAGMA,
+    duckdb.StatementType.CALL,
+    duckdb.StatementType.SET,
+    duckdb.StatementType.VARIABLE_SET,
+    duckdb.StatementType.TRANSACTION,
 }
+_ANALYZE = re.compile(r"\banaly[sz]e\b", re.IGNORECASE)  # EXPLAIN ANALYZE runs the statement it explains
+_SAVE = " (to save a result, use --out FILE)"
+_REASONS = {
+    duckdb.StatementType.COPY: "COPY can write files" + _SAVE,
+    duckdb.StatementType.EXPORT: "EXPORT DATABASE writes files" + _SAVE,
+    duckdb.StatementType.COPY_DATABASE: "COPY FROM DATABASE writes a database",
+    duckdb.StatementType.ATTACH: "ATTACH can write another database",
+    duckdb.StatementType.PREPARE: "a prepared statement could write files",
+    duckdb.StatementType.EXECUTE: "a prepared statement could write files",
+}
+
 
 _NO_ACCESS = re.compile(r'Cannot access (?:file|directory) "(.*)" - file system operations are disabled')
 _LOCKED = re.compile(r'Cannot change configuration option "(.*)" - the configuration has been locked')
 
 
 def refuse_statements(sql: str) -> None:
-    """Raise QueryError naming the first statement of `sql` the sandbox refuses by kind."""
+    """Raise QueryError naming the first statement of `sql` that is not one a read-only query may run."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
@@ -53,8 +66,13 @@ def refuse_statements(sql: str) -> None:
             kind = statement.type
         except ValueError:  # a kind this duckdb's Python API cannot name yet (UPDATE EXTENSIONS)
             raise QueryError("a read-only query refuses this kind of statement; pass --write to run it") from None
-        if kind in _REFUSED:
-            raise QueryError(_REFUSED[kind])
+        if kind == duckdb.StatementType.LOAD:
+            raise QueryError("INSTALL and LOAD are refused: a read-only query installs and loads no extension")
+        if kind == duckdb.StatementType.EXPLAIN and _ANALYZE.search(statement.query):
+            raise QueryError("EXPLAIN ANALYZE runs the statement it explains; pass --write to run it")
+        if kind not in _ALLOWED:
+            reason = _REASONS.get(kind, f"{kind.name} statements can change data")
+            raise QueryError(f"a read-only query runs SELECT-like statements only: {reason}; pass --write to run it")
 
 
 def readable(workspace: Path, allow_read: Iterable[str | Path]) -> tuple[list[str], list[str]]:

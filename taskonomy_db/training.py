@@ -253,6 +253,10 @@ def _stored_result(workspace: Workspace, task: str, digest: str) -> TrainResult 
     if not rows or not checkpoint_path(workspace, task).is_file():
         return None
     row = rows[0]
+    if row["network_sha256"] is not None and row["network_sha256"] != network_sha256(
+        load_gold_network(workspace, task)[0]
+    ):
+        return None  # the weights changed after this result was stored: measure them
     return TrainResult(
         task,
         row["test_loss"],
@@ -420,7 +424,7 @@ def train_task(
                 [task, epoch, train_loss, val_loss, epoch == best_epoch, elapsed],
             )
         con.execute(
-            "insert or replace into gold_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert or replace into gold_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 task,
                 len(train),
@@ -436,6 +440,7 @@ def train_task(
                 json.dumps(settings, sort_keys=True),
                 seconds,
                 datetime.now(),
+                network_sha256(network),
             ],
         )
     last_path.unlink(missing_ok=True)

@@ -44,6 +44,7 @@ from taskonomy_db.data import TaskData, image_size, load_task_data
 from taskonomy_db.encoders import EncoderRecord, registered_encoders, representation_problem
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import check_representations, read_representations, recorded_encoders, representation_dir
+from taskonomy_db.locking import writer_lock
 from taskonomy_db.names import GOLD, NETWORK_BASELINES, RANDOM, SCRATCH
 from taskonomy_db.readout import (
     ROLES,
@@ -482,28 +483,30 @@ def run_transfers(
     Everything is checked before anything is written (see `prepare_transfers`).
     """
     started = time.perf_counter()
-    plan = prepare_transfers(workspace, overrides, targets, sources, progress)
-    settings, targets, sources = plan.settings, plan.targets, plan.sources
-    n_train = int(settings["transfer_images"])
-    executor = executor or create_executor(int(settings["workers"]) or os.cpu_count() or 1)
-    summary = TransferSummary(plan.digest, n_train, len(plan.images.test))
+    # Locked from the planning on: the plan fingerprints gold networks and encoders that `train --force` replaces.
+    with writer_lock(workspace.root, "transfer"):
+        plan = prepare_transfers(workspace, overrides, targets, sources, progress)
+        settings, targets, sources = plan.settings, plan.targets, plan.sources
+        n_train = int(settings["transfer_images"])
+        executor = executor or create_executor(int(settings["workers"]) or os.cpu_count() or 1)
+        summary = TransferSummary(plan.digest, n_train, len(plan.images.test))
 
-    with workspace.run("transfer", plan.run_settings):
-        record_image_set(workspace, plan.images)
-        # Order 1: every source for every target, plus the baselines.
-        jobs = [plan.job("transfer", t, [s], 1) for t in targets for s in sources]
-        for kind in plan.baselines:
-            jobs += [plan.job(kind, t, [kind], 1) for t in targets]
-        _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
-        first_order_keys = [job.key for job in jobs]  # the baselines too: AHP ranks against them as well
-        for order in range(2, int(settings["max_order"]) + 1):
-            ranking = first_order_ranking(workspace, first_order_keys)
-            jobs = [
-                plan.job("transfer", t, chosen, order)
-                for t in targets
-                for chosen in beam_source_sets(ranking.get(t, []), order, int(settings["beam"]))
-            ]
-            _execute(workspace, jobs, plan, executor, summary, progress, f"order {order}")
+        with workspace.run("transfer", plan.run_settings):
+            record_image_set(workspace, plan.images)
+            # Order 1: every source for every target, plus the baselines.
+            jobs = [plan.job("transfer", t, [s], 1) for t in targets for s in sources]
+            for kind in plan.baselines:
+                jobs += [plan.job(kind, t, [kind], 1) for t in targets]
+            _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
+            first_order_keys = [job.key for job in jobs]  # the baselines too: AHP ranks against them as well
+            for order in range(2, int(settings["max_order"]) + 1):
+                ranking = first_order_ranking(workspace, first_order_keys)
+                jobs = [
+                    plan.job("transfer", t, chosen, order)
+                    for t in targets
+                    for chosen in beam_source_sets(ranking.get(t, []), order, int(settings["beam"]))
+                ]
+                _execute(workspace, jobs, plan, executor, summary, progress, f"order {order}")
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -97,6 +97,14 @@ def by_hand_dtype_made_object_by_build() -> bytes:
     )
 
 
+def built_twice() -> bytes:
+    """An array reconstructed and BUILT, then BUILT again with a state of its own (found in review: a second
+    BUILD frees data that a view of the array may still point at)."""
+    once = pickle.dumps(np.zeros(2), protocol=3)  # ..., BUILD, STOP
+    state = pickle.dumps(np.zeros(2).__reduce__()[2], protocol=3)
+    return once[:-1] + state[2:-1] + b"b."
+
+
 f8_then_object = Reduce(np.dtype, ("f8", False, True), (3, "<", None, None, None, -1, -1, 1))
 CRAFTED = {
     "object array of raw bytes": (crafted(Reduce(np.ndarray, ((1,), "O", b"AAAAAAAA"))), "holds Python objects"),
@@ -117,6 +125,11 @@ CRAFTED = {
         "bytes for earlier arrays and scalars",
     ),
     "another global": (crafted(Reduce(print, ("hello",))), "builtins.print is not allowed"),
+    "array over another array's memory": (
+        crafted([np.zeros(4), Reduce(np.ndarray, ((4,), "f8", np.zeros(4)))]),
+        "over a ndarray buffer refused",
+    ),
+    "array built twice": (built_twice(), "or twice, refused"),
 }
 
 

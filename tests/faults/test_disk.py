@@ -1,8 +1,9 @@
-"""A full disk: `tdb init` and `tdb ingest` on a filesystem too small for them say which path could not be
+"""A full disk or an unwritable folder: `tdb init`, `tdb ingest` and `tdb extract` say which path could not be
 written, in one line, and leave nothing half-written; the same command succeeds once there is room."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import duckdb
 import pytest
 
 from taskonomy_db.generate import generate
-from tests.faults.conftest import assert_one_line_error, small_filesystem, store_fingerprint, tdb
+from tests.faults.conftest import assert_one_line_error, small_filesystem, store_fingerprint, tdb, unwritable
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,36 @@ def test_ingest_on_a_full_disk_stores_nothing_and_succeeds_once_there_is_room(tm
         again = tdb("ingest", dataset, "-w", study)
         assert again.returncode == 0, again.stderr
         assert store_fingerprint(store)["counts"]["images"] == 6 * 2 * 2
+
+
+def representations_of(root: Path, encoder: str):
+    from taskonomy_db.extract import read_representations
+    from taskonomy_db.workspace import Workspace
+
+    ids, rows = read_representations(Workspace.open(root), encoder)
+    return ids.tolist(), rows.tolist()
+
+
+@pytest.mark.parametrize("fault", ["full", "unwritable"])
+def test_extract_that_cannot_write_a_part_is_one_line_and_the_rerun_gives_the_same_representations(
+    study: Path, tmp_path: Path, fault: str
+):
+    encoder = "normal"
+    expected = representations_of(study, encoder)
+    folder = study / "representations" / encoder
+    for part in folder.glob("part-*.parquet"):
+        part.unlink()
+    if fault == "full":
+        with small_filesystem(folder, "8k"):
+            result = tdb("extract", encoder, "-w", study)
+            assert not list(folder.iterdir())  # nothing half-written
+        reason = "No space left on device"
+    else:
+        with unwritable(folder):
+            result = tdb("extract", encoder, "-w", study)
+        reason = "not permitted" if os.geteuid() == 0 else "Permission denied"
+    assert_one_line_error(result, f"cannot write {folder}", reason)
+    assert not list(folder.iterdir())
+    again = tdb("extract", encoder, "-w", study)
+    assert again.returncode == 0, again.stderr
+    assert representations_of(study, encoder) == expected

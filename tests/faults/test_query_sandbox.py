@@ -160,6 +160,9 @@ def test_another_database_cannot_be_attached(trial):
         ("copy (select 1 as n) to '{target}'", "COPY"),
         ("copy tasks to '{target}'", "COPY"),
         ("export database '{folder}'", "EXPORT DATABASE"),
+        # A COPY wrapped in a statement of another kind (found in review: both wrote tdb.toml).
+        ("prepare p as copy (select 1 as n) to '{target}'; execute p", "prepared statement"),
+        ("explain analyze copy (select 1 as n) to '{target}'", "EXPLAIN ANALYZE"),
     ],
 )
 def test_nothing_is_copied_or_exported_even_where_reading_is_allowed(trial, sql, kind):
