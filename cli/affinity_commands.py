@@ -10,7 +10,6 @@ import click
 from taskonomy_db.affinity import active_origin, affinity_rows, first_order_matrix, origins
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, warn, workspace_option
 from taskonomy_db.published import DATA_SIZES, import_published, set_active
-from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
 
 origin_option = click.option(
     "--origin",
@@ -94,6 +93,9 @@ def tree(clusters: int, origin: str | None, output_format: str, workspace_path: 
 
         tdb tree --clusters 4
     """
+    # Imported here: scipy's clustering and statistics are most of `tdb`'s start-up time otherwise.
+    from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
+
     workspace = open_workspace(workspace_path)
     task_tree = build_tree(workspace.db, origin)
     assignment = task_tree.clusters(clusters)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option
-from taskonomy_db.generate import MAX_SIZE, MIN_SIZE, GenerateSettings, generate
+from taskonomy_db.generate_settings import MAX_SIZE, MIN_SIZE, GenerateSettings
 from taskonomy_db.layout import WRITE_LAYOUTS
 
 DEFAULTS = GenerateSettings()  # the embedded default dataset: one definition, in the library
@@ -87,6 +87,8 @@ def generate_command(
 
         tdb generate ./data --buildings 12 --size 64 --seed 0 && tdb ingest ./data
     """
+    from taskonomy_db.generate import generate  # the renderer's imaging libraries load only when used
+
     report = generate(
         out,
         n_buildings=buildings,

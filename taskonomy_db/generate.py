@@ -28,7 +28,8 @@ from tqdm import tqdm
 from taskonomy_db import encodings as enc
 from taskonomy_db.atomic import stale_writer
 from taskonomy_db.errors import GenerateError
-from taskonomy_db.layout import DOMAINS, WRITE_LAYOUTS, file_name, relative_path
+from taskonomy_db.generate_settings import GenerateSettings
+from taskonomy_db.layout import DOMAINS, file_name, relative_path
 from taskonomy_db.process_tuning import tune_process, tune_worker
 from taskonomy_db.render import Camera, CompiledRoom, RenderedView, render
 from taskonomy_db.scenes import Room, Style, building_names, make_room, make_style
@@ -43,40 +44,10 @@ from taskonomy_db.view_labels import (
     segment_unsup25d,
 )
 
-MIN_SIZE, MAX_SIZE = 32, 512
 MANIFEST = "tdb_generate.json"
 FOV_RANGE = (math.radians(55), math.radians(65))
 MAX_PITCH = math.radians(40)
 MAX_ROLL = math.radians(10)
-
-
-@dataclass(frozen=True)
-class GenerateSettings:
-    n_buildings: int = 48
-    rooms_per_building: int = 3
-    points_per_room: int = 4
-    views_per_point: int = 2
-    size: int = 64
-    seed: int = 0
-    layout: str = "taskonomy"
-
-    @property
-    def n_views(self) -> int:
-        return self.n_buildings * self.rooms_per_building * self.points_per_room * self.views_per_point
-
-    def check(self) -> None:
-        for name in ("n_buildings", "rooms_per_building", "points_per_room", "views_per_point"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise GenerateError(
-                    f"{name.replace('n_', '').replace('_', ' ')} must be a positive integer, got {value}"
-                )
-        if not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
-            raise GenerateError(f"unsupported image size {self.size}: choose {MIN_SIZE} to {MAX_SIZE} pixels")
-        if self.layout not in WRITE_LAYOUTS:
-            raise GenerateError(f"unknown layout {self.layout!r}; expected one of {', '.join(WRITE_LAYOUTS)}")
-        if self.points_per_room * self.rooms_per_building > 10_000:
-            raise GenerateError("more than 10000 points per building is not supported")
 
 
 @dataclass
