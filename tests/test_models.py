@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -29,9 +31,9 @@ from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.extract import extract, read_representations, representation_dir
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
-from taskonomy_db.models.networks import NetworkConfig, create_task_network
+from taskonomy_db.models.networks import NetworkConfig, build_encoder, create_task_network
 from taskonomy_db.tasks import get_task, list_tasks
-from taskonomy_db.training import train_tasks
+from taskonomy_db.training import load_gold_network, train_tasks
 from taskonomy_db.workspace import Workspace
 
 SIZE = 32
@@ -298,6 +300,43 @@ def test_bad_train_settings_in_tdb_toml_are_one_line_and_keep_the_results(worksp
     assert workspace.db.scalar("select count(*) from runs") == runs
 
 
+def torch_features(workspace: Workspace, encoder: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The PyTorch function an exported encoder must compute: the gold network's `forward_features` loaded from
+    its checkpoint, or for `random` the untrained encoder rebuilt from what defines it, the study's seed and the
+    gold architecture (seeded, built, eval mode: batch norm at its initial statistics)."""
+    if encoder != "random":
+        return load_gold_network(workspace, encoder)[0].forward_features
+    _, config = load_gold_network(workspace, TASKS[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(workspace.seed)
+        return build_encoder(config).eval()
+
+
+@pytest.mark.parametrize("encoder", [*TASKS, "random"])
+def test_onnx_file_matches_forward_features_at_several_batch_sizes(encoder: str, workspace: Workspace):
+    """The export measures parity itself, on the module it exported and at one batch size, and records the figure
+    that test_export_parity_metadata_and_registration reads back. This opens the written file as any consumer
+    would and compares it with the network rebuilt from its checkpoint at batch sizes the export never ran (it
+    uses 2 and 4), so a graph that drifted from the network (a wrong preprocessing fold, a batch-dependent
+    shape) fails here even if the export's own check were wrong."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # two shared cores
+    session = ort.InferenceSession(
+        str(workspace.path("models", f"{encoder}.onnx")), options, providers=["CPUExecutionProvider"]
+    )
+    (image,), (representation,) = session.get_inputs(), session.get_outputs()
+    assert image.shape[1:] == [3, SIZE, SIZE] and not isinstance(image.shape[0], int)  # NCHW, dynamic batch
+    forward = torch_features(workspace, encoder)
+    rng = np.random.default_rng(19)
+    for batch in (1, 3, 8):
+        images = rng.random((batch, 3, SIZE, SIZE), dtype=np.float32)  # RGB in [0, 1], as the graph expects
+        (actual,) = session.run([representation.name], {image.name: images})
+        with torch.no_grad():
+            expected = forward(torch.from_numpy(images)).numpy()
+        assert actual.shape == expected.shape == (batch, 8, SIZE // 8, SIZE // 8)
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4, err_msg=f"batch of {batch}")
+
+
 # ---------------------------------------------------------------- extract
 
 
@@ -326,6 +365,41 @@ def test_extracted_representation_matches_the_network(workspace: Workspace):
         expected = network.forward_features(data.rgb[:4].float() / 255).numpy()
     assert list(ids) == list(data.image_ids)
     np.testing.assert_allclose(reps[:4], expected, atol=2e-2, rtol=1e-2)  # float16 storage
+
+
+@pytest.fixture(scope="module")
+def png_rgb(workspace: Workspace) -> dict[int, np.ndarray]:
+    """Each image as the encoders take it, decoded straight from its PNG with Pillow, not through the
+    project's loader and cache: float32 RGB in [0, 1], (3, H, W). The dataset is generated at the training
+    size, so the area resize that extraction applies is the identity and the oracle needs none."""
+    from PIL import Image
+
+    images = {}
+    for row in workspace.db.query("select image_id, rgb_path from images order by 1").to_pylist():
+        with Image.open(row["rgb_path"]) as png:
+            assert png.mode == "RGB" and png.size == (SIZE, SIZE)
+            images[row["image_id"]] = np.asarray(png, np.float32).transpose(2, 0, 1) / 255
+    return images
+
+
+@pytest.mark.parametrize("encoder", [*TASKS, "random"])
+def test_parquet_representations_are_forward_features_of_the_png_images(
+    encoder: str, workspace: Workspace, png_rgb: dict[int, np.ndarray]
+):
+    parts = sorted(representation_dir(workspace, encoder).glob("part-*.parquet"))
+    table = pa.concat_tables(pq.read_table(p) for p in parts).sort_by("image_id")
+    ids = table.column("image_id").to_pylist()
+    assert ids == sorted(png_rgb)
+    stored = table.column("representation").combine_chunks().flatten().to_numpy()
+    assert stored.dtype == np.float16
+    with torch.no_grad():
+        expected = torch_features(workspace, encoder)(torch.from_numpy(np.stack([png_rgb[i] for i in ids])))
+    expected = expected.numpy()
+    # Rounding to float16 moves a value by at most half a unit in the last place, 2**-11 of it (absolutely
+    # 2**-25 below 2**-14, far under atol); rtol doubles that for slack. atol is the export's parity bound
+    # between onnxruntime and PyTorch, which the float32 values carry before rounding. Measured, the worst value
+    # uses under half of this; a wrong image, channel order, scaling or row order lands far outside it.
+    np.testing.assert_allclose(stored.astype(np.float32).reshape(expected.shape), expected, rtol=2**-10, atol=1e-4)
 
 
 def test_extract_refuses_a_changed_onnx_file(workspace: Workspace, tmp_path: Path):
