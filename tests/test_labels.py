@@ -226,3 +226,94 @@ def test_a_label_version_is_part_of_the_result_keys():
         assert settings_digest(settings, "data", {}) != before
     finally:
         tasks._REGISTRY["normal"] = spec
+
+
+def test_l1_loss_averages_each_image_over_its_own_valid_pixels():
+    spec = get_task("normal")
+    assert spec.loss_name == "l1" and spec.masked_by_depth
+    # Three images of 2 channels x 1 x 3 pixels; the mask covers both channels of a pixel.
+    prediction = torch.tensor(
+        [[[[1.0, -2.0, 4.0]], [[0.5, 0.0, -1.0]]], [[[3.0, 3.0, 3.0]], [[-3.0, -3.0, -3.0]]], [[[9.0, 9.0, 9.0]]] * 2],
+        dtype=torch.float64,
+    )
+    target = torch.zeros_like(prediction)
+    target[1, 0, 0] = torch.tensor([1.0, 2.0, 3.0])
+    mask = torch.tensor([[[True, False, True]], [[False, False, True]], [[False, False, False]]])
+    # Image 0: |1|, |4| and |.5|, |-1| over 4 valid entries. Image 1: the last pixel only, |3 - 3| and |-3 - 0|.
+    # Image 2: nothing valid, loss 0 (not NaN, and not the errors of its invalid pixels).
+    expected = [(1 + 4 + 0.5 + 1) / 4, (0 + 3) / 2, 0.0]
+    loss = spec.loss(prediction, target, mask)
+    assert loss.shape == (3,) and all(abs(a - b) < 1e-12 for a, b in zip(loss.tolist(), expected, strict=True))
+    unmasked = spec.loss(prediction, target, None)
+    assert abs(unmasked[0].item() - (1 + 2 + 4 + 0.5 + 0 + 1) / 6) < 1e-12
+
+
+def prior_factor_by_hand(label: int) -> float:
+    """semseg_prior_factor's formula (see test_semantic_prior_factor_and_rebalanced_cross_entropy); 0 for
+    label 0, uncertain."""
+    p = SEMANTIC_CLASS_FREQUENCIES
+    raw = [1 / (0.5 * f + 0.5 / len(p)) for f in p]
+    return 0.0 if label == 0 else raw[label - 1] / sum(f * r for f, r in zip(p, raw, strict=True))
+
+
+def test_rebalanced_cross_entropy_counts_each_image_over_its_own_weighted_pixels():
+    logits = [[0.3 * k - 1.0 for k in range(12)], [1.0 if k == 3 else 0.0 for k in range(12)], [0.5] * 12]
+    prediction = torch.tensor(logits, dtype=torch.float64).T.reshape(1, 12, 1, 3).repeat(2, 1, 1, 1)
+    # Image 0: uncertain, background, label 3 with the last pixel masked off: only the middle pixel counts.
+    # Image 1: every pixel uncertain: no weight anywhere, loss 0.
+    target = torch.tensor([[[0, 1, 3]], [[0, 0, 0]]])
+    mask = torch.tensor([[[True, True, False]], [[True, True, True]]])
+    middle = logits[1]
+    cross_entropy = math.log(sum(math.exp(v) for v in middle)) - middle[1]
+    loss = dense_cross_entropy(prediction, target, mask)
+    # 1e-6: the factor table is float32 (a relative 6e-8), the rest float64.
+    assert abs(loss[0].item() - prior_factor_by_hand(1) * cross_entropy) < 1e-6
+    assert loss[1].item() == 0.0
+    # Unmasked, the third pixel joins: the weighted sum is divided by the count of weighted pixels (2), not by
+    # the sum of their weights.
+    last = logits[2]
+    third = prior_factor_by_hand(3) * (math.log(sum(math.exp(v) for v in last)) - last[3])
+    expected = (prior_factor_by_hand(1) * cross_entropy + third) / 2
+    assert abs(dense_cross_entropy(prediction, target, None)[0].item() - expected) < 1e-6
+
+
+def test_segment_metric_loss_of_an_image_with_no_selected_pixel_is_zero_and_keeps_the_batch_finite():
+    embeddings = torch.tensor([[[[0.0, 1.0], [0.5, 3.0]], [[0.2, 0.0], [-1.0, 9.0]]]] * 2, dtype=torch.float64)
+    embeddings.requires_grad_(True)
+    segments = torch.tensor([[[1, 1], [2, 2]]] * 2)
+    mask = torch.tensor([[[False, True], [True, False]], [[False, False], [False, False]]])
+    loss = segment_metric_loss(embeddings, segments, mask)
+    pixels = [[0.0, 0.2], [1.0, 0.0], [0.5, -1.0], [3.0, 9.0]]  # (channel 0, channel 1) of each pixel, row-major
+    assert abs(loss[0].item() - metric_loss_by_hand([pixels[1], pixels[2]], [1, 2])) < 1e-9
+    assert loss[1].item() == 0.0
+    loss.sum().backward()
+    assert torch.isfinite(embeddings.grad).all() and not embeddings.grad[1].any()
+
+
+@pytest.mark.parametrize("task", ["normal", "principal_curvature", "segment_semantic", "segment_unsup2d"])
+def test_a_masked_loss_depends_on_the_prediction_exactly_where_the_mask_is_on(task: str):
+    """One task per masked loss (l1, l2, dense_cross_entropy, segment_metric). The pixels that count are the
+    mask's, less segment_semantic's label 0 (uncertain, weight 0)."""
+    spec = get_task(task)
+    generator = torch.Generator().manual_seed(19)
+    shape = (2, spec.out_channels, 4, 4)
+    prediction = 0.1 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    if spec.output_kind == "dense":
+        target = torch.randn(shape, generator=generator, dtype=torch.float64)
+    else:
+        target = torch.randint(0, 3, (2, 4, 4), generator=generator)  # labels 0-2, or segment ids
+    mask = torch.rand(2, 4, 4, generator=generator) < 0.5
+    counts = mask & (target != 0) if task == "segment_semantic" else mask
+    assert counts.flatten(1).any(1).all() and not counts.flatten(1).all(1).any()  # both kinds in each image
+    before = spec.loss(prediction, target, mask)
+
+    noise = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    outside = spec.loss(prediction + noise * ~counts[:, None], target, mask)
+    assert torch.equal(outside, before)
+
+    row, col = counts[0].nonzero()[0].tolist()
+    nudged = prediction.clone()
+    nudged[0, :, row, col] += noise[0, :, row, col]  # not a uniform shift, which softmax would ignore
+    inside = spec.loss(nudged, target, mask)
+    assert abs(inside[0].item() - before[0].item()) > 1e-3
+    assert inside[1].item() == before[1].item()  # per image: the other image is untouched
