@@ -83,6 +83,41 @@ def tiny_split_buildings() -> dict[str, list[str]]:
     return by_split
 
 
+def write_synthetic_release(root: Path, groups: dict[str, tuple[str, ...]], source_only: set[str], seed: int) -> Path:
+    """A release in the published layout (results/affinities, results/winrates pickles of 16k, paper code names)
+    whose first-order affinities have planted groups: for each target every source of one group shares a base
+    affinity, its own group's the highest and the other groups' in a random order, times small noise; then
+    normalised per target with gold and scratch, as AHP shares are. Quality and gain are random win rates."""
+    import pickle
+
+    from taskonomy_db.published import PAPER_TO_DOMAIN
+
+    code = {}
+    for paper, domain in PAPER_TO_DOMAIN.items():
+        code.setdefault(domain, paper)
+    rng = np.random.default_rng(seed)
+    group_of = {task: group for group, tasks in groups.items() for task in tasks}
+    affinities, quality, gain = {}, {}, {}
+    for target in sorted(t for t in group_of if t not in source_only):
+        others = [g for g in groups if g != group_of[target]]
+        base = {group_of[target]: 1.0} | dict(zip(rng.permutation(others), (0.3, 0.1, 0.03), strict=True))
+        raw = {(s,): base[group_of[s]] * rng.uniform(0.9, 1.1) for s in group_of if s != target}
+        raw |= {("gold",): 2.0, ("scratch",): 0.05, (target,): 0.5}
+        total = sum(raw.values())
+        for sources, value in raw.items():
+            key = "__".join([code[s] for s in sources] + [code[target]])
+            affinities[key] = value / total
+            quality[key], gain[key] = float(rng.uniform(0.05, 0.95)), float(rng.uniform(0.05, 0.95))
+    for folder, name, scores in (
+        ("affinities", "all_affinities_16k", affinities),
+        ("winrates", "wins_vs_task_16k", quality),
+        ("winrates", "wins_vs_pixels_16k", gain),
+    ):
+        (root / "results" / folder).mkdir(parents=True, exist_ok=True)
+        (root / "results" / folder / f"{name}.pkl").write_bytes(pickle.dumps(scores, protocol=3))
+    return root
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module: the test machine has two cores shared with other work, and

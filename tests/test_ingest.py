@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -56,6 +57,65 @@ def test_ingest_with_published_tiny_split_counts_images_per_split(tmp_path, work
         assert Path(row[f"{domain}_path"]).is_file()
     assert row["normal_path"] is None
     assert workspace.db.scalar("select count(*) from missing_files") == 0
+
+
+# -- the same promises on split files written here: CI has no published data, so these always run ------------
+
+# Buildings by split, as a split set lists them; `notinsplit` is ingested data that no set names.
+SPLIT = {"aa": "train", "bb": "train", "cc": "train", "dd": "val", "ee": "val", "ff": "test"}
+LINE_ENDINGS = {"CR": "\r", "CRLF": "\r\n", "LF": "\n"}
+
+
+def write_split_csv(path: Path, split: dict[str, str], newline: str, final_newline: bool = False) -> Path:
+    """A split CSV in the published form: id,train,val,test with a 1 in the building's column. The published
+    files end their last row without a line ending; final_newline adds one."""
+    lines = ["id,train,val,test"] + [
+        ",".join([building] + ["1" if split == name else "0" for name in ("train", "val", "test")])
+        for building, split in split.items()
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((newline.join(lines) + (newline if final_newline else "")).encode())
+    return path
+
+
+@pytest.mark.parametrize("final_newline", [False, True])
+@pytest.mark.parametrize("ending", LINE_ENDINGS)
+def test_split_csv_reads_cr_crlf_and_lf_line_endings(tmp_path, ending, final_newline):
+    path = write_split_csv(tmp_path / "split.csv", SPLIT, LINE_ENDINGS[ending], final_newline)
+    raw = path.read_bytes()
+    assert raw.count(LINE_ENDINGS[ending].encode()) == len(SPLIT) + final_newline  # the file is what it claims
+    if ending == "CR":
+        assert b"\n" not in raw  # old Mac: no LF at all, as in the published files
+    assert read_split_csv(path) == SPLIT
+
+
+@pytest.mark.parametrize(("layout", "ending"), [("taskonomy", "CR"), ("omnidata", "CRLF")])
+def test_ingest_with_a_split_folder_and_set_counts_images_per_split(tmp_path, workspace, layout, ending):
+    splits = tmp_path / "splits"
+    write_split_csv(splits / "train_val_test_tiny.csv", SPLIT, LINE_ENDINGS[ending])
+    # Another set in the same folder puts every building in train: --split-set must pick the tiny file.
+    write_split_csv(splits / "train_val_test_medium.csv", dict.fromkeys(SPLIT, "train"), LINE_ENDINGS[ending])
+    root = make_dataset(tmp_path / "data", [*SPLIT, "notinsplit"], layout=layout, points=2, views=3)
+
+    args = ["ingest", str(root), "--split-file", str(splits), "--split-set", "tiny", "-w", str(workspace.root)]
+    result = CliRunner().invoke(cli, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+
+    per_building = 2 * 3  # points x views
+    assert split_counts(workspace) == {"train": 3 * per_building, "val": 2 * per_building, "test": per_building}
+    assert json.loads(result.output)["buildings_not_in_split"] == ["notinsplit"]
+    assert workspace.db.scalar("select count(*) from images where building = 'notinsplit'") == 0
+    placed = workspace.db.query("select distinct building, split from images").to_pylist()
+    assert {(r["building"], r["split"]) for r in placed} == set(SPLIT.items())
+
+
+def test_split_csv_naming_no_ingested_building_is_refused_on_a_written_file(tmp_path, workspace):
+    root = make_dataset(tmp_path / "data", ["xx", "yy"])
+    before = snapshot(workspace)
+    split_file = write_split_csv(tmp_path / "train_val_test_tiny.csv", SPLIT, "\r")
+    with pytest.raises(IngestError, match="names none of the 2 ingested buildings"):
+        ingest(workspace, root, split_file=split_file)
+    assert snapshot(workspace) == before
 
 
 def test_ingest_auto_detects_both_layouts_to_the_same_rows(tmp_path):
