@@ -156,9 +156,10 @@ def query(
 ) -> None:
     """Run SQL on the workspace's DuckDB store; read-only unless --write.
 
-    Read-only runs in a sandbox: the store does not change, no file is created or changed (COPY ... TO, EXPORT
-    DATABASE, ATTACH, INSTALL and LOAD are refused), files outside the workspace folder are read only where
-    --allow-read names them, and settings (SET, RESET, PRAGMA) are locked. --write is not a sandbox.
+    Read-only runs in a sandbox: the store does not change, no file is created or changed (only SELECT,
+    EXPLAIN, PRAGMA, CALL and SET statements run; COPY ... TO, EXPORT DATABASE, ATTACH, PREPARE, INSTALL and the
+    rest are refused), files outside the workspace folder are read only where --allow-read names them, and
+    settings are locked. --write is not a sandbox.
     Several statements separated by ';' run in order; the last one's result is printed.
 
     Tables: tasks, images, encoders, transfers, losses, runs; see `tdb tables` for all tables and views.
