@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from taskonomy_db.db import Database
 from taskonomy_db.demo import PROFILES, STEPS
 
 TDB = [sys.executable, "-c", "from taskonomy_db.cli import main; main()"]
@@ -115,8 +120,15 @@ def test_tiny_demo_rerun_skips_everything_and_changes_nothing(uninterrupted):
     assert results(workspace) == before
 
 
-def kill_during(workspace: Path, step: str) -> None:
-    """Start the demo and SIGKILL it a moment into `step` (a step's line is printed when it has finished)."""
+def _read_lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line)
+    into.put(None)  # the output ended
+
+
+def kill_during(workspace: Path, step: str, started: Callable[[], bool]) -> None:
+    """Start the demo and SIGKILL it once `started()` shows `step` under way (polled only after the step before
+    has printed its line: a step's line is printed when it has finished); then check the kill landed mid-step."""
     previous = [name for name, _ in STEPS][[name for name, _ in STEPS].index(step) - 1]
     process = subprocess.Popen(
         [*TDB, "demo", str(workspace), "--tiny"],
@@ -125,19 +137,43 @@ def kill_during(workspace: Path, step: str) -> None:
         text=True,
         start_new_session=True,
     )
-    for line in process.stdout:
-        if line.split()[:1] == [previous]:
-            time.sleep(2)
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    # A thread reads the pipe, so waiting for a line has a deadline and the pipe never fills.
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True)
+    reader.start()
+    printed: list[str] = []
+    deadline = time.monotonic() + 300
+    try:
+        while not any(line.split()[:1] == [previous] for line in printed):
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {previous!r} line within 300 s: {printed}")
+            assert line is not None, f"the demo ended before {step}: {printed}"
+            printed.append(line)
+        while not started():
+            assert process.poll() is None, f"the demo ended before {step} was seen under way: {printed}"
+            assert time.monotonic() < deadline, f"{step} not seen under way within 300 s: {printed}"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    reader.join(timeout=60)
+    while not lines.empty():
+        printed.append(lines.get() or "")
+    process.stdout.close()
+    assert process.returncode == -signal.SIGKILL, f"the demo ended before the kill: {printed}"
+    assert not any(line.split()[:1] == [step] for line in printed), f"{step} finished before the kill: {printed}"
 
 
 def test_demo_killed_during_train_and_transfer_resumes_to_identical_results(uninterrupted, tmp_path):
     _, _, expected = uninterrupted
     workspace = tmp_path / "ws"
-    kill_during(workspace, "train")
-    kill_during(workspace, "transfer")
+    # Under way: a network's first epoch is written to its resume file; two transfers are stored.
+    kill_during(workspace, "train", lambda: any((workspace / "models").glob("*.last.pt")))
+    store, done = Database(workspace / "taskonomy.duckdb"), "select count(*) from transfers where status = 'done'"
+    kill_during(workspace, "transfer", lambda: store.scalar(done) >= 2)
     run_demo(workspace)
     assert results(workspace) == expected
 
