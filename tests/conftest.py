@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
@@ -40,22 +41,34 @@ def png_bytes(array: np.ndarray) -> bytes:
     )
 
 
-def write_view(root: Path, layout: str, building: str, point: int, view: int, domains: dict[str, str]) -> None:
-    rng = np.random.default_rng(hash((building, point, view)) % 2**32)
+def view_files(layout: str, building: str, point: int, view: int, domains: dict[str, str]) -> dict[Path, bytes]:
+    """One view's files (path relative to the dataset root -> contents), the same in every process: the seed is a
+    CRC of the view's key, not hash(), which is salted per process for strings (PYTHONHASHSEED)."""
+    rng = np.random.default_rng(zlib.crc32(repr((building, point, view)).encode()))
+    files = {}
     for domain, ext in domains.items():
-        path = root / relative_path(layout, building, domain, file_name(point, view, domain, ext))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = relative_path(layout, building, domain, file_name(point, view, domain, ext))
         if ext == "png":
             array = (
                 rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
                 if domain == "rgb"
                 else rng.integers(0, 65535, (8, 8), dtype=np.uint16)
             )
-            path.write_bytes(png_bytes(array))
+            files[path] = png_bytes(array)
         elif ext == "json":
-            path.write_text(json.dumps({"point_uuid": f"{building}-{point}", "view_id": view}))
+            files[path] = json.dumps({"point_uuid": f"{building}-{point}", "view_id": view}).encode()
         else:
-            np.save(path, rng.random(5).astype(np.float32))
+            buffer = io.BytesIO()
+            np.save(buffer, rng.random(5).astype(np.float32))
+            files[path] = buffer.getvalue()
+    return files
+
+
+def write_view(root: Path, layout: str, building: str, point: int, view: int, domains: dict[str, str]) -> None:
+    for relative, contents in view_files(layout, building, point, view, domains).items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(contents)
 
 
 def make_dataset(

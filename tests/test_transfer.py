@@ -444,19 +444,30 @@ def test_bad_input_from_the_library_raises_transfer_error(workspace):
 # ---------------------------------------------------------------- kill and resume
 
 
-def _tdb(root: Path, *args: str) -> subprocess.Popen:
+def _stderr(root: Path) -> Path:
+    return root.parent / f"{root.name}.stderr"
+
+
+def _tdb(root: Path) -> subprocess.Popen:
+    """`tdb transfer` in the background, its errors to a file beside the workspace: a pipe nobody reads fills
+    (64 KiB) and stalls the run."""
     command = [sys.executable, "-c", "from taskonomy_db.cli import main; main()", "transfer", "-w", str(root),
                "--transfer-images", "6", "--holdout-images", "4", "--max-steps", "40", "--max-order", "2",
                "--beam", "3",
-               "--targets", ",".join(TARGETS), "--workers", "1", *args]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               "--targets", ",".join(TARGETS), "--workers", "1"]  # fmt: skip
+    with _stderr(root).open("a") as err:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _finishes(process: subprocess.Popen, root: Path) -> None:
+    assert process.wait(timeout=300) == 0, _stderr(root).read_text()[-3000:]
 
 
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(workspace, tmp_path):
     reference_root = tmp_path / "reference"
     shutil.copytree(workspace.root, reference_root)
     reference = Workspace.open(reference_root)
-    assert _tdb(reference_root).wait(timeout=300) == 0
+    _finishes(_tdb(reference_root), reference_root)
     expected = losses_by_key(reference)
 
     process = _tdb(workspace.root)
@@ -484,7 +495,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(workspace, tmp_p
     killed = "select status from runs where command = 'transfer' and pid = ?"
     assert stored(workspace, killed, [process.pid]) == [{"status": "running"}]  # nothing could record the kill
 
-    assert _tdb(workspace.root).wait(timeout=300) == 0
+    _finishes(_tdb(workspace.root), workspace.root)
     # The next command saw that the killed run's process is gone.
     assert stored(workspace, killed, [process.pid]) == [{"status": "interrupted"}]
     resumed = losses_by_key(workspace)
