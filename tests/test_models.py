@@ -68,8 +68,7 @@ def workspace(tmp_path_factory, dataset: Path) -> Workspace:
 
 @pytest.fixture
 def own_copy(workspace: Workspace, tmp_path: Path) -> Workspace:
-    """A private copy of the module's workspace (13 MB, a few tens of milliseconds): what one test changes is not
-    what the next one reads, whatever order they run in."""
+    """A private copy of the module's workspace (13 MB, tens of ms): no test reads what another changed."""
     root = tmp_path / "study"
     shutil.copytree(workspace.root, root)
     return Workspace.open(root)
@@ -376,9 +375,8 @@ def test_extracted_representation_matches_the_network(workspace: Workspace):
 
 @pytest.fixture(scope="module")
 def png_rgb(workspace: Workspace) -> dict[int, np.ndarray]:
-    """Each image as the encoders take it, decoded straight from its PNG with Pillow, not through the
-    project's loader and cache: float32 RGB in [0, 1], (3, H, W). The dataset is generated at the training
-    size, so the area resize that extraction applies is the identity and the oracle needs none."""
+    """Each image decoded straight from its PNG by Pillow, not the project's loader: float32 RGB in [0, 1],
+    (3, H, W); generated at the training size, so extraction's resize is the identity here."""
     from PIL import Image
 
     images = {}
@@ -402,10 +400,8 @@ def test_parquet_representations_are_forward_features_of_the_png_images(
     with torch.no_grad():
         expected = torch_features(workspace, encoder)(torch.from_numpy(np.stack([png_rgb[i] for i in ids])))
     expected = expected.numpy()
-    # Rounding to float16 moves a value by at most half a unit in the last place, 2**-11 of it (absolutely
-    # 2**-25 below 2**-14, far under atol); rtol doubles that for slack. atol is the export's parity bound
-    # between onnxruntime and PyTorch, which the float32 values carry before rounding. Measured, the worst value
-    # uses under half of this; a wrong image, channel order, scaling or row order lands far outside it.
+    # float16 rounding moves a value by at most 2**-11 of it (rtol doubles that); atol is the export's parity
+    # bound between onnxruntime and PyTorch. A wrong image, channel order, scaling or row order lands far outside.
     np.testing.assert_allclose(stored.astype(np.float32).reshape(expected.shape), expected, rtol=2**-10, atol=1e-4)
 
 
