@@ -6,9 +6,11 @@ Processes are found and watched through /proc (Linux), as a user would with ps."
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -166,13 +168,22 @@ else:
 """
 
 
+def _lines(stream) -> queue.Queue:
+    """The lines of a subprocess's pipe as they come, read by a thread: a test waits for one with a deadline,
+    where readline alone would wait as long as the sleeping parent keeps the pipe open."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+    return lines
+
+
 def test_the_portable_fallback_ends_a_worker_whose_parent_was_killed():
     # Where prctl is unavailable (not Linux), a thread of the worker watches its parent's pid instead.
     parent = subprocess.Popen([sys.executable, "-c", _ORPHAN, "parent", _ORPHAN], stdout=subprocess.PIPE, text=True)
     try:
-        child = int(parent.stdout.readline())
+        lines = _lines(parent.stdout)
+        child = int(lines.get(timeout=60))
         started = _start_time(child)
-        assert parent.stdout.readline().strip() == "watching"  # the child shares the pipe: its watch is armed
+        assert lines.get(timeout=60).strip() == "watching"  # the child shares the pipe: its watch is armed
     finally:
         parent.kill()
         parent.wait()
