@@ -96,11 +96,14 @@ def tiny_split_buildings() -> dict[str, list[str]]:
     return by_split
 
 
-def write_synthetic_release(root: Path, groups: dict[str, tuple[str, ...]], source_only: set[str], seed: int) -> Path:
-    """A release in the published layout (results/affinities, results/winrates pickles of 16k, paper code names)
-    whose first-order affinities have planted groups: for each target every source of one group shares a base
+def write_synthetic_release(
+    root: Path, groups: dict[str, tuple[str, ...]], source_only: set[str], seed: int, data: str = "16k"
+) -> Path:
+    """A release in the published layout (results/affinities, results/winrates pickles of one data size, paper code
+    names) whose first-order affinities have planted groups: for each target every source of one group shares a base
     affinity, its own group's the highest and the other groups' in a random order, times small noise; then
-    normalised per target with gold and scratch, as AHP shares are. Quality and gain are random win rates."""
+    normalised per target with gold and scratch, as AHP shares are. Quality and gain are random win rates, except
+    gold's quality: 0.5 (gold against itself), as released."""
     import pickle
 
     from taskonomy_db.published import PAPER_TO_DOMAIN
@@ -121,10 +124,12 @@ def write_synthetic_release(root: Path, groups: dict[str, tuple[str, ...]], sour
             key = "__".join([code[s] for s in sources] + [code[target]])
             affinities[key] = value / total
             quality[key], gain[key] = float(rng.uniform(0.05, 0.95)), float(rng.uniform(0.05, 0.95))
+            if sources == ("gold",):
+                quality[key] = 0.5
     for folder, name, scores in (
-        ("affinities", "all_affinities_16k", affinities),
-        ("winrates", "wins_vs_task_16k", quality),
-        ("winrates", "wins_vs_pixels_16k", gain),
+        ("affinities", f"all_affinities_{data}", affinities),
+        ("winrates", f"wins_vs_task_{data}", quality),
+        ("winrates", f"wins_vs_pixels_{data}", gain),
     ):
         (root / "results" / folder).mkdir(parents=True, exist_ok=True)
         (root / "results" / folder / f"{name}.pkl").write_bytes(pickle.dumps(scores, protocol=3))

@@ -13,18 +13,19 @@ import pytest
 from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
-from taskonomy_db.published import PAPER_TO_DOMAIN, PublishedDataError, load_pickle, set_active
+from taskonomy_db.published import PAPER_TO_DOMAIN, PublishedDataError, load_pickle, read_published, set_active
+from taskonomy_db.tree import PAPER_GROUPS
 from taskonomy_db.workspace import Workspace
-from tests.conftest import PUBLISHED
+from tests.conftest import PUBLISHED, write_synthetic_release
 
 needs_published = pytest.mark.skipif(
     not (PUBLISHED / "results").is_dir(), reason=f"the paper's released results are not at {PUBLISHED}"
 )
 
 
-def import_into(workspace: Workspace, data: str) -> dict:
+def import_into(workspace: Workspace, data: str, release: Path = PUBLISHED) -> dict:
     result = CliRunner().invoke(
-        cli, ["import-published", str(PUBLISHED), "--data", data, "-w", str(workspace.root), "--format", "json"]
+        cli, ["import-published", str(release), "--data", data, "-w", str(workspace.root), "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -81,21 +82,54 @@ def test_switching_origins(published_workspace):
         set_active(published_workspace.db, "full")
 
 
-def test_origin_command_shows_and_switches(published_workspace):
-    root = str(published_workspace.root)
+@pytest.fixture(scope="module")
+def synthetic_workspace(tmp_path_factory):
+    """A synthetic release of 1k and 16k (different seeds), imported like the published one: 1k, then 16k."""
+    base = tmp_path_factory.mktemp("synthetic")
+    source_only = {"colorization", "inpainting", "jigsaw", "random"}
+    for seed, data in ((7, "1k"), (19, "16k")):
+        write_synthetic_release(base / "release", PAPER_GROUPS, source_only, seed=seed, data=data)
+    workspace = Workspace.init(base / "ws")
+    import_into(workspace, "1k", base / "release")
+    import_into(workspace, "16k", base / "release")
+    return workspace, base / "release"
+
+
+@pytest.fixture(params=["synthetic", "published"])
+def imported_release(request):
+    """(workspace with 1k and 16k imported, the release's folder)."""
+    if request.param == "published":
+        return request.getfixturevalue("published_workspace"), PUBLISHED
+    return request.getfixturevalue("synthetic_workspace")
+
+
+def affinities_served(root: str) -> dict[tuple[str, tuple[str, ...]], float | None]:
+    result = CliRunner().invoke(cli, ["affinity", "--format", "json", "-w", root])
+    assert result.exit_code == 0, result.output
+    return {(r["target"], tuple(r["sources"])): r["affinity"] for r in json.loads(result.stdout)}
+
+
+def test_origin_command_shows_and_switches(imported_release):
+    workspace, release = imported_release
+    root = str(workspace.root)
     runner = CliRunner()
     result = runner.invoke(cli, ["origin", "measured", "--format", "json", "-w", root])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["active"] == "measured"
-    assert published_workspace.db.scalar("select count(*) from affinity") == 0
+    assert workspace.db.scalar("select count(*) from affinity") == 0
+    assert affinities_served(root) == {}
     result = runner.invoke(cli, ["origin", "published_1k", "-w", root])
     assert result.exit_code == 0 and "active origin: published_1k" in result.output
-    assert published_workspace.db.scalar("select origin from active_origin") == "published_1k"
+    assert workspace.db.scalar("select origin from active_origin") == "published_1k"
+    # `tdb affinity` now serves the 1k release, as its pickles hold it
+    assert affinities_served(root) == {
+        (r["target"], tuple(r["sources"])): r["affinity"] for r in read_published(release, "1k")
+    }
     result = runner.invoke(cli, ["origin", "published_full", "-w", root])
     assert result.exit_code == 1 and "not imported" in result.output
     result = runner.invoke(cli, ["origin", "published", "-w", root])
     assert result.exit_code == 2 and "unknown origin" in result.output
-    assert published_workspace.db.scalar("select origin from active_origin") == "published_1k"
+    assert workspace.db.scalar("select origin from active_origin") == "published_1k"
 
 
 class RunsACommand:

@@ -10,17 +10,14 @@ the cost).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from functools import cache
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from taskonomy_db.cli import cli
 from taskonomy_db.errors import InfeasibleError, UnknownTaskError
 from taskonomy_db.evaluation import (
     Measurements,
@@ -28,7 +25,6 @@ from taskonomy_db.evaluation import (
     percentile_of,
     random_policies,
     sweep,
-    sweep_budget_limit,
     sweep_tables,
 )
 from taskonomy_db.published import read_published
@@ -490,107 +486,3 @@ def test_sweep_tables_and_significance():
     assert cell.mean_quality == pytest.approx(mean_quality(cell.taxonomy.problem, serving, measurements))
     supervised = cell.taxonomy.supervised[0]
     assert tables["quality"][2][supervised][6.0] == 0.5  # gold against itself
-
-
-# -- CLI --------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def published_workspace(tmp_path_factory):
-    if not PUBLISHED.is_dir():
-        pytest.skip(f"the paper's published data is not at {PUBLISHED}")
-    root = tmp_path_factory.mktemp("taxonomy") / "ws"
-    runner = CliRunner()
-    assert runner.invoke(cli, ["init", str(root)]).exit_code == 0
-    result = runner.invoke(cli, ["import-published", str(PUBLISHED), "--data", "1k", "-w", str(root)])
-    assert result.exit_code == 0, result.output
-    return root
-
-
-def tdb(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def test_cli_json_matches_the_library(published_workspace):
-    args = ["--budget", 4, "--max-order", 2, "--target-only", "vanishing_point", "--cost", "normal=2"]
-    result = tdb("taxonomy", *args, "--format", "json", "-w", published_workspace)
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    assert list(data) == ["budget", "max_order", "objective_kind", "objective", "supervised", "transfers", "per_target"]
-    assert data["budget"] == 4 and data["max_order"] == 2 and data["objective_kind"] == "sqrt"
-    rows = published_rows("1k")
-    expected = solve(
-        build_problem(rows, budget=4, max_order=2, target_only=["vanishing_point"], supervision_cost={"normal": 2})
-    )
-    assert data["objective"] == pytest.approx(expected.objective)
-    assert data["supervised"] == list(expected.supervised)
-    assert "vanishing_point" in data["transfers"] and "vanishing_point" not in data["supervised"]
-    info = data["per_target"]["vanishing_point"]
-    assert info["sources"] == data["transfers"]["vanishing_point"]
-    assert {"affinity", "gain", "quality"} <= set(info) and info["quality"] is not None
-    assert all(data["per_target"][t]["quality"] == 0.5 for t in data["supervised"] if t in data["per_target"])
-
-
-def test_cli_text_md_and_errors(published_workspace):
-    text = tdb("taxonomy", "--budget", 3, "-w", published_workspace)
-    assert text.exit_code == 0 and "supervised (3)" in text.output and "served by" in text.output
-    md = tdb("taxonomy", "--budget", 3, "--objective", "affinity", "--format", "md", "-w", published_workspace)
-    assert md.exit_code == 0 and "| target | served by |" in md.output
-    infeasible = tdb("taxonomy", "--budget", 0, "--target-only", "normal", "-w", published_workspace)
-    assert infeasible.exit_code == 2 and "infeasible" in infeasible.output and "target-only" in infeasible.output
-    # only vanishing_point may be a source, and it is target-only: nothing can serve the targets, whatever the budget
-    stranded = tdb(
-        "taxonomy", "--target-only", "vanishing_point", "--sources", "vanishing_point", "-w", published_workspace
-    )
-    assert stranded.exit_code == 2 and "no viable transfer" in stranded.output, stranded.output
-    unknown = tdb("taxonomy", "--cost", "foo=1", "-w", published_workspace)  # known only once affinities are read
-    assert unknown.exit_code == 1 and "unknown task" in unknown.output, unknown.output
-    # A value no taxonomy can take is a usage error, whichever way it is wrong (tests/faults covers every variant).
-    for args, message in [
-        (["--cost", "normal=-1"], ">= 0"),
-        (["--budget", "inf"], "not a finite number"),
-        (["--budget", "-2"], "Invalid value for '--budget'"),
-        (["--value", "normal"], "TASK=NUMBER"),
-    ]:
-        result = tdb("taxonomy", *args, "-w", published_workspace)
-        assert result.exit_code == 2 and message in result.output, (args, result.output)
-
-
-def test_cli_sweep_is_seeded(published_workspace):
-    args = ["taxonomy", "--sweep", "--budget", 2, "--max-order", 2, "--format", "json", "-w", published_workspace]
-    first, second = tdb(*args), tdb(*args)
-    assert first.exit_code == 0, first.output
-    assert first.output == second.output
-    data = json.loads(first.output)
-    assert set(data["gain"]) == {"1", "2"} and set(data["gain"]["1"]["normal"]) == {"1", "2"}
-    assert len(data["significance"]) == 4 and all(s["n_random"] >= 100 for s in data["significance"])
-    text = tdb("taxonomy", "--sweep", "--budget", 2, "--max-order", 1, "--format", "md", "-w", published_workspace)
-    assert "## Gain, max order 1" in text.output and "## Structure significance" in text.output
-
-
-def test_cli_sweep_refuses_a_fractional_top_budget(published_workspace):
-    # 2.5 silently became budgets 1..2
-    result = tdb("taxonomy", "--sweep", "--budget", 2.5, "--max-order", 1, "-w", published_workspace)
-    assert result.exit_code == 2 and "whole number" in result.output
-
-
-def test_sweep_stops_at_what_supervising_every_task_costs(published_workspace):
-    # A sweep to 1e6 ran a solve and 100 random policies per budget: days, silently.
-    rows = published_rows("1k")
-    limit = sweep_budget_limit(rows, 1)
-    # every task that appears as a source (gold and scratch are not tasks) at cost 1; transfers cost nothing
-    assert limit == len({s for row in rows for s in row["sources"]} - {"gold", "scratch"})
-    assert sweep_budget_limit(rows, 1, supervision_cost={"normal": 2.5}) == limit + 2
-    result = tdb("taxonomy", "--sweep", "--budget", 1e6, "--max-order", 1, "-w", published_workspace)
-    assert result.exit_code == 1 and f"sweep up to {limit} at most" in result.output
-    result = tdb("taxonomy", "--sweep", "--random-policies", 10**9, "-w", published_workspace)
-    assert result.exit_code == 2 and "--random-policies" in result.output
-
-
-def test_report_refuses_more_clusters_or_budgets_than_the_study_has(published_workspace, tmp_path):
-    out = tmp_path / "report.html"
-    refused = [(["--clusters", 50], "--clusters must be between 1 and"), (["--sweep-budget", 999], "goes past")]
-    for args, message in refused:
-        result = tdb("report", *args, "--out", out, "-w", published_workspace)
-        assert result.exit_code == 1 and message in result.output, result.output
-        assert not out.exists()
