@@ -309,38 +309,43 @@ def synthetic_rows(rng, n_tasks=9, n_higher=(6, 4, 3)):
     return rows
 
 
+def solved_and_infeasible(reference, instances) -> tuple[int, int]:
+    """Check `reference` against the project's solver on each instance (rows, randomised settings, extra cells,
+    offset): its share of the acceptance grid plus the extra cells. Returns (solved, infeasible) counts."""
+    n_solved = n_infeasible = 0
+    for rows, randomised, extra, offset in instances:
+        for budget, order, objective, is_randomised in acceptance_cells(full=False, offset=offset) + extra:
+            result = check_against(reference, rows, budget, order, objective, randomised if is_randomised else {})
+            n_solved += result is not None
+            n_infeasible += result is None
+    return n_solved, n_infeasible
+
+
 def test_objective_matches_highs_on_synthetic_affinities():
     """Four instances, each with acceptance_cells' sample at its own offset: together the whole budget x order
     grid, each cell with one objective and variant."""
-    n_solved = n_infeasible = 0
-    for instance in range(4):
-        rng = np.random.default_rng(1900 + instance)
-        rows = synthetic_rows(rng)
-        randomised = randomised_settings(rows, rng)
-        assert len(final_roles(rows, randomised)) == 10
-        # Plus one budget below the cheapest taxonomy (one task at cost 1): both solvers must call it infeasible.
-        below = [(0.75, instance + 1, "sqrt", False)]
-        for budget, order, objective, is_randomised in acceptance_cells(full=False, offset=instance) + below:
-            settings = randomised if is_randomised else {}
-            result = check_against(milp_reference, rows, budget, order, objective, settings)
-            n_solved += result is not None
-            n_infeasible += result is None
-    assert (n_solved, n_infeasible) == (40, 4)
+
+    def instances():
+        for instance in range(4):
+            rng = np.random.default_rng(1900 + instance)
+            rows = synthetic_rows(rng)
+            randomised = randomised_settings(rows, rng)
+            assert len(final_roles(rows, randomised)) == 10
+            # Plus one budget below the cheapest taxonomy (one task at cost 1): both solvers must call it infeasible.
+            yield rows, randomised, [(0.75, instance + 1, "sqrt", False)], instance
+
+    assert solved_and_infeasible(milp_reference, instances()) == (40, 4)
 
 
 def test_objective_matches_exhaustive_search_on_synthetic_affinities():
-    n_solved = n_infeasible = 0
-    for instance in range(4):
-        rng = np.random.default_rng(2900 + instance)
-        rows = synthetic_rows(rng, n_tasks=8)
-        randomised = randomised_settings(rows, rng, n_target_only=2, n_source_only=2, n_unused=1)
-        below = [(0.75, 4 - instance, "affinity", False)]
-        for budget, order, objective, is_randomised in acceptance_cells(full=False, offset=instance) + below:
-            settings = randomised if is_randomised else {}
-            result = check_against(exhaustive_reference, rows, budget, order, objective, settings)
-            n_solved += result is not None
-            n_infeasible += result is None
-    assert (n_solved, n_infeasible) == (40, 4)
+    def instances():
+        for instance in range(4):
+            rng = np.random.default_rng(2900 + instance)
+            rows = synthetic_rows(rng, n_tasks=8)
+            randomised = randomised_settings(rows, rng, n_target_only=2, n_source_only=2, n_unused=1)
+            yield rows, randomised, [(0.75, 4 - instance, "affinity", False)], instance
+
+    assert solved_and_infeasible(exhaustive_reference, instances()) == (40, 4)
 
 
 # -- semantics on hand-made instances ---------------------------------------------------------------------------
