@@ -33,14 +33,18 @@ def temporary_path(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on any failure it is removed."""
+def atomic_path(path: Path, error: type[Exception] | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on any failure it is removed. With
+    `error`, an OSError (a full disk, an unwritable folder) becomes `error("cannot write PATH: reason")`, one line
+    naming the file: the writers' own messages often do not (pyarrow's for a full disk)."""
     tmp = temporary_path(path)
     try:
         yield tmp
         tmp.replace(path)
-    except BaseException:
+    except BaseException as failure:
         tmp.unlink(missing_ok=True)
+        if error is not None and isinstance(failure, OSError):
+            raise error(f"cannot write {path}: {failure.strerror or failure}") from failure
         raise
 
 

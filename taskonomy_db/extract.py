@@ -219,11 +219,8 @@ def _write_part(path: Path, table: pa.Table, record: EncoderRecord, dtype: str) 
         "input_size": str(record.input_size),
     }
     table = table.replace_schema_metadata(metadata)
-    try:
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
-    except OSError as error:  # pyarrow's message for a full disk names no file
-        raise EncoderError(f"cannot write {path}: {error.strerror or error}") from error
+    with atomic_path(path, EncoderError) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _prune(folder: Path, record: EncoderRecord, dtype: str) -> tuple[int, set[int]]:

@@ -141,13 +141,10 @@ def set_threads(threads: int) -> None:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    try:
-        # Through a Python file, so a full or read-only disk is an OSError with its errno (torch's own writer
-        # raises a RuntimeError carrying only text).
-        with atomic_path(path) as tmp, open(tmp, "wb") as file:
-            torch.save(state, file)
-    except OSError as error:
-        raise TrainingError(f"cannot write {path}: {error.strerror or error}") from error
+    # Through a Python file, so a full or read-only disk is an OSError with its errno (torch's own writer
+    # raises a RuntimeError carrying only text).
+    with atomic_path(path, TrainingError) as tmp, open(tmp, "wb") as file:
+        torch.save(state, file)
 
 
 def network_sha256(network: torch.nn.Module) -> str:

@@ -275,12 +275,8 @@ class Workspace:
         self._write_settings(settings)
 
     def _write_settings(self, settings: dict[str, dict[str, Any]]) -> None:
-        path = self.root / SETTINGS_FILE
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_text(dumps_toml(settings))
-        except OSError as error:
-            raise WorkspaceError(f"cannot write {path}: {error.strerror or error}") from error
+        with atomic_path(self.root / SETTINGS_FILE, WorkspaceError) as tmp:
+            tmp.write_text(dumps_toml(settings))
 
     @property
     def seed(self) -> int:
