@@ -117,6 +117,8 @@ def ingest_command(
         warn("the workspace has no test images: transfers and gold test losses need a test split")
     if not counts.get("val"):
         warn("the workspace has no val images: training will pick checkpoints by the training loss")
+    if split_file is None and not (counts.get("test") and counts.get("val")):
+        warn("without --split-file a building's split comes from a hash of its name: few buildings can leave one empty")
 
 
 QUERY_FORMATS = ("table", "csv", "json", "parquet")

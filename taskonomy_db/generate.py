@@ -28,7 +28,7 @@ from tqdm import tqdm
 from taskonomy_db import encodings as enc
 from taskonomy_db.atomic import stale_writer
 from taskonomy_db.errors import GenerateError
-from taskonomy_db.generate_settings import GenerateSettings
+from taskonomy_db.generate_settings import MANIFEST, GenerateSettings
 from taskonomy_db.layout import DOMAINS, file_name, relative_path
 from taskonomy_db.process_tuning import tune_process, tune_worker
 from taskonomy_db.render import Camera, CompiledRoom, RenderedView, render
@@ -44,7 +44,6 @@ from taskonomy_db.view_labels import (
     segment_unsup25d,
 )
 
-MANIFEST = "tdb_generate.json"
 FOV_RANGE = (math.radians(55), math.radians(65))
 MAX_PITCH = math.radians(40)
 MAX_ROLL = math.radians(10)

@@ -9,6 +9,7 @@ from taskonomy_db.errors import GenerateError
 from taskonomy_db.layout import WRITE_LAYOUTS
 
 MIN_SIZE, MAX_SIZE = 32, 512
+MANIFEST = "tdb_generate.json"  # what a generated dataset says of itself: its buildings and settings
 
 
 @dataclass(frozen=True)

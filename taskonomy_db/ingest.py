@@ -21,7 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
+from taskonomy_db.atomic import atomic_path
 from taskonomy_db.errors import IngestError
+from taskonomy_db.generate_settings import MANIFEST
 from taskonomy_db.layout import (
     DOMAINS,
     LAYOUTS,
@@ -115,23 +117,76 @@ def resolve_split_file(split_file: Path, split_set: str | None) -> tuple[Path, s
     return csv_path, split_set
 
 
-def deterministic_split(buildings: list[str], fractions: dict[str, float]) -> dict[str, str]:
-    """Split buildings by a hash of their names: stable under adding buildings, independent of file order.
-
-    Val and test get the floor of their share (at least one each with three or more buildings); train the rest.
-    """
+def _total(fractions: dict[str, float]) -> float:
     total = sum(fractions[s] for s in SPLITS)
     if total <= 0 or any(fractions[s] < 0 for s in SPLITS):
         raise IngestError("split fractions must be non-negative and sum to more than zero")
+    return total
+
+
+def deterministic_split(buildings: list[str], fractions: dict[str, float]) -> dict[str, str]:
+    """Each building's split from a hash of its own name and the fractions alone.
+
+    A building's hash is a point in [0, 1); the fractions cut that interval into train, val and test. Adding or
+    removing buildings therefore never moves another building to another split, so a study that grows keeps its
+    test set. The counts are binomial around the fractions: a few buildings may leave a split empty (ingest
+    warns), which a split file (`balanced_split`, `write_split_csv`) avoids.
+    """
+    total = _total(fractions)
+    split_of: dict[str, str] = {}
+    for building in buildings:
+        point = int.from_bytes(hashlib.sha256(building.encode()).digest()[:8], "big") / 2**64 * total
+        if point < fractions["train"]:
+            split_of[building] = "train"
+        elif point < fractions["train"] + fractions["val"]:
+            split_of[building] = "val"
+        else:
+            split_of[building] = "test"
+    return split_of
+
+
+def balanced_split(buildings: list[str], fractions: dict[str, float]) -> dict[str, str]:
+    """Split a fixed set of buildings with exact counts, in the order of their names' hashes.
+
+    Val and test get the floor of their share (at least one each with three or more buildings), train the rest.
+    Unlike `deterministic_split`, adding a building can move others: write it to a split file once
+    (`write_split_csv`) for a dataset whose buildings are all known, as the demo does for its generated data.
+    """
+    total = _total(fractions)
     ordered = sorted(buildings, key=lambda b: hashlib.sha256(b.encode()).hexdigest())
     n = len(ordered)
-    n_test = int(n * fractions["test"] / total)
-    n_val = int(n * fractions["val"] / total)
+    n_test, n_val = int(n * fractions["test"] / total), int(n * fractions["val"] / total)
     if n >= 3:
         n_test, n_val = max(n_test, 1), max(n_val, 1)
     n_train = max(n - n_val - n_test, 0)
     assignment = ["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val)
     return dict(zip(ordered, assignment, strict=True))
+
+
+def write_split_csv(path: Path, split_of: dict[str, str]) -> Path:
+    """Write building -> split in the published form (id,train,val,test), whole or not at all."""
+    flags = {split: ",".join("1" if split == s else "0" for s in SPLITS) for split in SPLITS}
+    rows = ["id,train,val,test"] + [f"{building},{flags[split_of[building]]}" for building in sorted(split_of)]
+    with atomic_path(path, error=IngestError) as tmp:
+        tmp.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def ingest_generated(workspace: Workspace, data_root: str | Path, split_file: Path | None = None) -> IngestReport:
+    """Ingest a `tdb generate` dataset with each split given exactly its share of the buildings.
+
+    The buildings are those the generator's manifest lists, split by `balanced_split` with the workspace's `[split]`
+    fractions and written to `split_file` (default `split.csv` in the workspace), which records the split as the
+    release's CSVs do and keeps it when the data is ingested again.
+    """
+    root = Path(data_root)
+    try:
+        buildings = json.loads((root / MANIFEST).read_text())["buildings"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise IngestError(f"{root} has no readable {MANIFEST}: not a dataset written by `tdb generate`") from error
+    path = split_file or workspace.path("split.csv")
+    write_split_csv(path, balanced_split(buildings, workspace.settings["split"]))
+    return ingest(workspace, root, split_file=path)
 
 
 def _domain_folders(root: Path, layout: str) -> tuple[list[tuple[Path, str, Folder]], list[str], list[tuple[str, str]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 from taskonomy_db.cli import cli
 from taskonomy_db.data import load_rgb
 from taskonomy_db.errors import DataError, IngestError
-from taskonomy_db.ingest import deterministic_split, ingest, read_split_csv
+from taskonomy_db.ingest import balanced_split, deterministic_split, ingest, read_split_csv, write_split_csv
+from taskonomy_db.scenes import building_names
+from taskonomy_db.workspace import Workspace
 from tests.conftest import SPLITS_DIR, make_dataset, requires_published, tiny_split_buildings
 
 
@@ -66,7 +69,7 @@ SPLIT = {"aa": "train", "bb": "train", "cc": "train", "dd": "val", "ee": "val", 
 LINE_ENDINGS = {"CR": "\r", "CRLF": "\r\n", "LF": "\n"}
 
 
-def write_split_csv(path: Path, split: dict[str, str], newline: str, final_newline: bool = False) -> Path:
+def write_split_text(path: Path, split: dict[str, str], newline: str, final_newline: bool = False) -> Path:
     """A split CSV in the published form: id,train,val,test with a 1 in the building's column. The published
     files end their last row without a line ending; final_newline adds one."""
     lines = ["id,train,val,test"] + [
@@ -81,7 +84,7 @@ def write_split_csv(path: Path, split: dict[str, str], newline: str, final_newli
 @pytest.mark.parametrize("final_newline", [False, True])
 @pytest.mark.parametrize("ending", LINE_ENDINGS)
 def test_split_csv_reads_cr_crlf_and_lf_line_endings(tmp_path, ending, final_newline):
-    path = write_split_csv(tmp_path / "split.csv", SPLIT, LINE_ENDINGS[ending], final_newline)
+    path = write_split_text(tmp_path / "split.csv", SPLIT, LINE_ENDINGS[ending], final_newline)
     raw = path.read_bytes()
     assert raw.count(LINE_ENDINGS[ending].encode()) == len(SPLIT) + final_newline  # the file is what it claims
     if ending == "CR":
@@ -92,9 +95,9 @@ def test_split_csv_reads_cr_crlf_and_lf_line_endings(tmp_path, ending, final_new
 @pytest.mark.parametrize(("layout", "ending"), [("taskonomy", "CR"), ("omnidata", "CRLF")])
 def test_ingest_with_a_split_folder_and_set_counts_images_per_split(tmp_path, workspace, layout, ending):
     splits = tmp_path / "splits"
-    write_split_csv(splits / "train_val_test_tiny.csv", SPLIT, LINE_ENDINGS[ending])
+    write_split_text(splits / "train_val_test_tiny.csv", SPLIT, LINE_ENDINGS[ending])
     # Another set in the same folder puts every building in train: --split-set must pick the tiny file.
-    write_split_csv(splits / "train_val_test_medium.csv", dict.fromkeys(SPLIT, "train"), LINE_ENDINGS[ending])
+    write_split_text(splits / "train_val_test_medium.csv", dict.fromkeys(SPLIT, "train"), LINE_ENDINGS[ending])
     root = make_dataset(tmp_path / "data", [*SPLIT, "notinsplit"], layout=layout, points=2, views=3)
 
     args = ["ingest", str(root), "--split-file", str(splits), "--split-set", "tiny", "-w", str(workspace.root)]
@@ -112,7 +115,7 @@ def test_ingest_with_a_split_folder_and_set_counts_images_per_split(tmp_path, wo
 def test_split_csv_naming_no_ingested_building_is_refused_on_a_written_file(tmp_path, workspace):
     root = make_dataset(tmp_path / "data", ["xx", "yy"])
     before = snapshot(workspace)
-    split_file = write_split_csv(tmp_path / "train_val_test_tiny.csv", SPLIT, "\r")
+    split_file = write_split_text(tmp_path / "train_val_test_tiny.csv", SPLIT, "\r")
     with pytest.raises(IngestError, match="names none of the 2 ingested buildings"):
         ingest(workspace, root, split_file=split_file)
     assert snapshot(workspace) == before
@@ -214,13 +217,58 @@ def test_bad_roots_and_options_are_refused(tmp_path, workspace):
     assert workspace.db.scalar("select count(*) from images") == 0
 
 
-def test_deterministic_split_is_stable_and_keeps_val_and_test():
-    buildings = [f"b{i}" for i in range(10)]
+# Names in the release's style (tiny-split buildings of the real dataset), before the generator's.
+REAL_NAMES = ["allensville", "beechwood", "benevolence", "coffeen", "collierville", "corozal", "cosmos",
+              "darden", "forkland", "hanson", "hiteman", "ihlen", "klickitat", "lakeville", "leonardo"]  # fmt: skip
+FRACTIONS = [
+    {"train": 0.7, "val": 0.15, "test": 0.15},
+    {"train": 1, "val": 1, "test": 1},
+    {"train": 0.375, "val": 0.25, "test": 0.375},
+]
+
+
+@pytest.mark.parametrize("fractions", FRACTIONS)
+def test_adding_buildings_never_moves_a_building_between_splits(fractions):
+    # Real release names and generated ones: every prefix of the list is a dataset that then grows by one.
+    buildings = REAL_NAMES + building_names(3, 60)
+    whole = deterministic_split(buildings, fractions)
+    assert whole == deterministic_split(list(reversed(buildings)), fractions)
+    for n in range(1, len(buildings)):
+        smaller = deterministic_split(buildings[:n], fractions)
+        moved = {b: (s, whole[b]) for b, s in smaller.items() if whole[b] != s}
+        assert not moved, f"adding buildings to {n} moved {moved}"
+
+
+def test_hash_split_shares_follow_the_fractions():
     fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
-    split = deterministic_split(buildings, fractions)
-    assert split == deterministic_split(list(reversed(buildings)), fractions)
-    assert sorted(split.values()).count("train") == 8
-    assert set(deterministic_split(["x", "y", "z"], fractions).values()) == {"train", "val", "test"}
+    counts = Counter(deterministic_split([f"building{i}" for i in range(4000)], fractions).values())
+    for split, fraction in fractions.items():  # binomial, 4000 draws: a standard deviation is under 0.8%
+        assert abs(counts[split] / 4000 - fraction) < 0.03, counts
+    assert set(deterministic_split(["x"], {"train": 0, "val": 0, "test": 1}).values()) == {"test"}
+
+
+def test_balanced_split_gives_exact_counts_and_round_trips_through_a_split_file(tmp_path, workspace):
+    buildings = building_names(5, 48)
+    split = balanced_split(buildings, {"train": 0.375, "val": 0.25, "test": 0.375})
+    assert Counter(split.values()) == {"train": 18, "val": 12, "test": 18}
+    assert set(balanced_split(["x", "y", "z"], FRACTIONS[0]).values()) == {"train", "val", "test"}
+    path = write_split_csv(tmp_path / "split.csv", split)
+    assert read_split_csv(path) == split
+
+    root = make_dataset(tmp_path / "data", buildings[:6], points=1, views=1)
+    ingest(workspace, root, split_file=path)
+    rows = workspace.db.query("select building, split from images").to_pylist()
+    assert {r["building"]: r["split"] for r in rows} == {b: split[b] for b in buildings[:6]}
+
+
+def test_reingest_with_more_buildings_keeps_every_image_in_its_split(tmp_path, workspace):
+    buildings = building_names(11, 12)
+    ingest(workspace, make_dataset(tmp_path / "small", buildings[:5], points=1, views=1))
+    before = workspace.db.query("select image_key, split from images order by image_key").to_pylist()
+    ingest(workspace, make_dataset(tmp_path / "large", buildings, points=1, views=1))
+    after = {r["image_key"]: r["split"] for r in workspace.db.query("select image_key, split from images").to_pylist()}
+    assert len(after) == 12
+    assert all(after[r["image_key"]] == r["split"] for r in before)
 
 
 def test_cli_ingest_reports_and_plain_duckdb_client_reads_every_relation(tmp_path, workspace):
@@ -271,5 +319,10 @@ def test_ingest_warns_when_the_workspace_has_no_val_or_test_images(tmp_path, wor
     assert result.exit_code == 0, result.output
     assert "warning: the workspace has no test images" in result.output
     assert "warning: the workspace has no val images" in result.output
-    split = CliRunner().invoke(cli, ["ingest", str(root), "-w", str(workspace.root)])  # the default split has both
+    assert "hash" not in result.output  # the split file chose every building's split
+    one_each = write_split_csv(tmp_path / "one_each.csv", {"aa": "train", "bb": "val", "cc": "test"})
+    split = CliRunner().invoke(cli, [*args[:2], "--split-file", str(one_each), "-w", str(workspace.root)])
     assert split.exit_code == 0 and "warning" not in split.output, split.output
+    alone = Workspace.init(tmp_path / "alone").root
+    hashed = CliRunner().invoke(cli, ["ingest", str(make_dataset(tmp_path / "one", ["aa"])), "-w", str(alone)])
+    assert "without --split-file a building's split comes from a hash" in hashed.output

@@ -31,7 +31,7 @@ from taskonomy_db.encoders import add_encoder, export_encoders, registered_encod
 from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.extract import extract, read_representations, representation_dir
 from taskonomy_db.generate import generate
-from taskonomy_db.ingest import ingest
+from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.models.networks import NetworkConfig, build_encoder, create_task_network
 from taskonomy_db.tasks import get_task, list_tasks
 from taskonomy_db.training import load_gold_network, train_tasks
@@ -59,7 +59,7 @@ def workspace(tmp_path_factory, dataset: Path) -> Workspace:
     so no test may change it: a test that writes to it, or would if what it checks regressed, takes `own_copy`."""
     workspace = Workspace.init(tmp_path_factory.mktemp("ws") / "study")
     workspace.update_settings("train", TRAIN)
-    ingest(workspace, dataset)
+    ingest_generated(workspace, dataset)
     train_tasks(workspace, progress=False)
     export_encoders(workspace)
     extract(workspace, progress=False, part_rows=10)
@@ -121,7 +121,7 @@ def test_decoded_and_cached_data_are_identical_down_to_memory_layout(task: str, 
     # A channels-last tensor trains different weights (oneDNN rounds differently), so a run that decoded its
     # data and a resumed run reading the cache must see the same layout, not just the same values.
     workspace = Workspace.init(tmp_path / "ws")
-    ingest(workspace, dataset)
+    ingest_generated(workspace, dataset)
     fresh = load_task_data(workspace, task, size=SIZE, progress=False)
     cached = load_task_data(workspace, task, size=SIZE, progress=False)
     for name in ("rgb", "labels", "masks"):
@@ -178,7 +178,7 @@ def test_moving_an_image_between_splits_retrains(tmp_path: Path, dataset: Path):
     is now a test image is retrained, not skipped."""
     workspace = Workspace.init(tmp_path / "study")
     workspace.update_settings("train", TRAIN)
-    ingest(workspace, dataset)
+    ingest_generated(workspace, dataset)
     train_tasks(workspace, ["normal"], progress=False)
     (again,) = train_tasks(workspace, ["normal"], progress=False)
     assert again.skipped
@@ -262,7 +262,7 @@ def test_batch_norm_statistics_are_precise_and_group_norm_exports_with_parity(
 
     grouped = Workspace.init(tmp_path / "study")
     grouped.update_settings("train", {**TRAIN, "norm": "group"})
-    ingest(grouped, dataset)
+    ingest_generated(grouped, dataset)
     train_tasks(grouped, ["normal"], progress=False)
     (record,) = export_encoders(grouped, ["normal"])
     assert record.parity_max_abs_diff is not None and record.parity_max_abs_diff <= 1e-4

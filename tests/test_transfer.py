@@ -24,7 +24,7 @@ from taskonomy_db.encoders import add_encoder, export_encoders
 from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
-from taskonomy_db.ingest import ingest
+from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.readout import Labels, Patience, ReadoutBank, Samples, TransferError, at_samples
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
@@ -56,7 +56,7 @@ def prepared(tmp_path_factory) -> Path:
     workspace.update_settings("train", TRAIN)
     workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
     workspace.update_settings("transfer", {"holdout_images": 4})
-    ingest(workspace, data)
+    ingest_generated(workspace, data)
     train_tasks(workspace, TRAINED, progress=False)
     export_encoders(workspace, EXTRACTED)
     extract(workspace, EXTRACTED, progress=False)

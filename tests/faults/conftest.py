@@ -23,7 +23,7 @@ import torch
 from taskonomy_db.encoders import export_encoders
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
-from taskonomy_db.ingest import ingest
+from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.training import train_tasks
 from taskonomy_db.workspace import Workspace
 from tests.conftest import REPO
@@ -133,7 +133,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train = {"image_size": SIZE, "epochs": 1, "width": 8, "batch_size": 8, "threads": 1}
         workspace.update_settings("train", train)
         workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
-        ingest(workspace, data)
+        ingest_generated(workspace, data)
         train_tasks(workspace, TRAINED, progress=False)
         export_encoders(workspace, EXTRACTED)
         extract(workspace, EXTRACTED, progress=False)

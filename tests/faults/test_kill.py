@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taskonomy_db.generate import generate
-from taskonomy_db.ingest import ingest
+from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.locking import LOCK_FILE
 from taskonomy_db.training import load_gold_network, network_sha256
 from taskonomy_db.workspace import Workspace
@@ -30,7 +30,7 @@ def ingested(tmp_path_factory) -> Path:
     workspace = Workspace.init(tmp_path_factory.mktemp("ws") / "study")
     workspace.update_settings("train", TRAIN)
     workspace.update_settings("split", {"train": 1, "val": 1, "test": 1})
-    ingest(workspace, data)
+    ingest_generated(workspace, data)
     return workspace.root
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from taskonomy_db.encoders import export_encoders
 from taskonomy_db.extract import extract
-from taskonomy_db.ingest import ingest
+from taskonomy_db.ingest import ingest, ingest_generated, write_split_csv
 from taskonomy_db.training import train_tasks
 from taskonomy_db.transfer import run_transfers
 from taskonomy_db.workspace import Workspace
@@ -49,7 +49,7 @@ def test_reingesting_the_same_data_redoes_nothing(study: Path):
     _, first = redo(study)
     n_transfers = first["done"]
     assert n_transfers > 0 and first["skipped"] == 0
-    ingest(Workspace.open(study), data_root(study))
+    ingest_generated(Workspace.open(study), data_root(study))
     skipped, again = redo(study)
     assert skipped == [True] * len(TRAINED)
     assert again == {"done": 0, "failed": 0, "skipped": n_transfers}
@@ -60,11 +60,7 @@ def test_a_building_moved_to_another_split_redoes_the_training_and_the_transfers
     before = splits(study)
     moved = next(building for building, split in sorted(before.items()) if split == "train")
     after = {**before, moved: "test"}
-    split_file = tmp_path / "split.csv"
-    split_file.write_text(
-        "id,train,val,test\n"
-        + "".join(f"{b},{int(s == 'train')},{int(s == 'val')},{int(s == 'test')}\n" for b, s in after.items())
-    )
+    split_file = write_split_csv(tmp_path / "split.csv", after)
     ingest(Workspace.open(study), data_root(study), split_file=split_file)
     assert splits(study) == after
     skipped, again = redo(study)
