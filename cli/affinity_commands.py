@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from taskonomy_db.affinity import active_origin, affinity_rows, first_order_matrix, origins
+from taskonomy_db.affinity import (
+    STATISTICS,
+    active_origin,
+    affinity_intervals,
+    affinity_rows,
+    first_order_matrix,
+    origins,
+)
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, warn, workspace_option
 from taskonomy_db.published import DATA_SIZES, import_published, set_active
+
+if TYPE_CHECKING:
+    from taskonomy_db.workspace import Workspace
 
 origin_option = click.option(
     "--origin",
@@ -22,6 +33,11 @@ origin_option = click.option(
 @click.option("--target", default=None, help="Only this target task.")
 @click.option("--order", type=click.IntRange(min=1), default=None, help="Only source sets of this order.")
 @click.option("--matrix", is_flag=True, help="The first-order source x target affinity matrix instead.")
+@click.option(
+    "--ci",
+    is_flag=True,
+    help="With each value's building-bootstrap interval (measured transfers; [analysis] sets replicates and level).",
+)
 @origin_option
 @format_option()
 @workspace_option
@@ -29,6 +45,7 @@ def affinity(
     target: str | None,
     order: int | None,
     matrix: bool,
+    ci: bool,
     origin: str | None,
     output_format: str,
     workspace_path: Path | None,
@@ -37,16 +54,27 @@ def affinity(
 
     With --matrix, the first-order affinity matrix instead; its JSON is {source: {target: affinity}}.
 
+    With --ci, each affinity, Quality and Gain with its confidence interval from resampling the test buildings
+    (views affinity_ci, quality_ci, gain_ci; JSON and CSV give <value>_low and <value>_high columns). Only the
+    workspace's own transfers have intervals: a published release has no per-image losses.
+
     The numbers come from the SQL views affinity, quality, gain and first_order_affinity, which any DuckDB
     client opened on the workspace file can query too. Within a target rows are sorted by affinity.
 
     Example:
 
         tdb affinity --target normal --order 1 --format csv
+
+        tdb affinity --target normal --ci
     """
-    if matrix and (target is not None or order is not None):
-        raise click.UsageError("--matrix is the whole first-order matrix; it does not combine with --target or --order")
+    if matrix and (target is not None or order is not None or ci):
+        raise click.UsageError(
+            "--matrix is the whole first-order matrix; it does not combine with --target, --order or --ci"
+        )
     workspace = open_workspace(workspace_path)
+    if ci:
+        _echo_intervals(workspace, target, order, origin, output_format)
+        return
     if matrix:
         table = first_order_matrix(workspace.db, origin)
         if output_format == "json":
@@ -72,6 +100,33 @@ def affinity(
     if output_format == "table":
         click.echo(f"origin: {origin or active_origin(workspace.db)}", err=True)
     click.echo(render_rows(rows, ["target", "sources", "order", "kind", "affinity", "quality", "gain"], output_format))
+
+
+def _echo_intervals(workspace: Workspace, target: str | None, order: int | None, origin: str | None, fmt: str) -> None:
+    chosen = origin or active_origin(workspace.db)
+    if chosen != "measured":
+        raise click.UsageError(
+            f"--ci needs the measured origin (intervals come from per-image losses, which {chosen} has not);"
+            " add --origin measured"
+        )
+    rows = affinity_intervals(workspace.db, target, order)
+    if not rows:
+        warn("no measured affinities: run `tdb transfer` with gold and baselines")
+    if fmt == "json":
+        echo_json(rows)
+        return
+    if fmt == "csv":
+        click.echo(render_rows(rows, list(rows[0]) if rows else [], fmt))
+        return
+    for row in rows:
+        row["sources"] = "+".join(row["sources"])
+        for statistic in STATISTICS:
+            low, high = row.pop(f"{statistic}_low"), row.pop(f"{statistic}_high")
+            if row[statistic] is not None and low is not None:
+                row[statistic] = f"{row[statistic]:.4f} [{low:.4f}, {high:.4f}]"
+    level = workspace.settings["analysis"]["level"]
+    click.echo(f"origin: measured; {level:.0%} intervals over test buildings resampled", err=True)
+    click.echo(render_rows(rows, ["target", "sources", "order", "kind", *STATISTICS, "replicates"], fmt))
 
 
 def _matrix_dict(table: object) -> dict[str, dict[str, float | None]]:

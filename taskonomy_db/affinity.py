@@ -60,6 +60,37 @@ def affinity_rows(
     return rows
 
 
+STATISTICS = ("affinity", "quality", "gain")
+
+
+def affinity_intervals(db: Database, target: str | None = None, order: int | None = None) -> list[dict[str, Any]]:
+    """`affinity_rows` of the measured transfers with each statistic's building-bootstrap interval: columns
+    <statistic>_low and <statistic>_high for affinity, quality and gain, and how many replicates measured them
+    (the views affinity_ci, quality_ci and gain_ci; `[analysis]` sets the replicates, level and seed)."""
+    pivot = ", ".join(
+        f"max({column}) filter (where statistic = '{statistic}') as {statistic}{suffix}"
+        for statistic in STATISTICS
+        for column, suffix in (("value", ""), ("ci_low", "_low"), ("ci_high", "_high"))
+    )
+    rows = db.query(
+        f"""
+        select target, sources, "order", kind, {pivot}, max(replicates) as replicates
+        from bootstrap_intervals
+        where ($target is null or target = $target) and ($order is null or "order" = $order)
+        group by target, sources, "order", kind
+        order by target, affinity desc nulls last, sources
+        """,
+        {"target": target, "order": order},
+    ).to_pylist()
+    if (
+        target is not None
+        and not rows
+        and not db.scalar("select count(*) from measured_affinity where target = ?", [target])
+    ):
+        raise UnknownTaskError(f"no measured affinities for target {target!r}")
+    return rows
+
+
 @dataclass(frozen=True)
 class AffinityMatrix:
     """First-order affinities as a dense source x target matrix (None where a transfer was not measured)."""

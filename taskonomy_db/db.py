@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -70,8 +70,11 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
 class Database:
     """A workspace's DuckDB file. Every read and write of the store goes through this class."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, variables: Callable[[], dict[str, object]] | None = None) -> None:
         self.path = Path(path)
+        # SQL variables every connection sets before its first statement (the bootstrap's settings, read by the
+        # views with getvariable): a callable, so an edit of tdb.toml reaches the next connection.
+        self.variables = variables
 
     @contextmanager
     def connect(
@@ -94,6 +97,8 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:
+            for name, value in (self.variables() if self.variables else {}).items():
+                con.execute(f"set variable {name} = ?", [value])
             yield con
         except duckdb.Error as error:
             # A damaged block is found only when a statement reads it, which can be any statement of any command.

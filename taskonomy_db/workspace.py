@@ -31,17 +31,20 @@ SUBDIRS = ("models", "representations", "reports")
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "study": {"name": "study", "seed": 0},
     "split": {"train": 0.7, "val": 0.15, "test": 0.15},
+    # The building bootstrap behind every confidence interval: replicates (0: none), interval level, draw seed.
+    "analysis": {"bootstrap": 200, "level": 0.95, "seed": 0},
 }
 
 
 @dataclass(frozen=True)
 class Number:
     """What one numeric setting of tdb.toml must be: an int (or any real number, for float) of at least
-    `minimum`, or above it when `above`."""
+    `minimum`, or above it when `above`, and below `below` when given."""
 
     kind: type
     minimum: float
     above: bool = False
+    below: float | None = None
 
     def check(self, where: str, value: Any) -> str | None:
         """Why `value` is not such a number, or None when it is."""
@@ -53,6 +56,8 @@ class Number:
         if value < self.minimum or (self.above and value == self.minimum):
             bound = f"above {self.minimum:g}" if self.above else f"at least {self.minimum:g}"
             return f"{where} must be {bound}, got {value!r}"
+        if self.below is not None and value >= self.below:
+            return f"{where} must be below {self.below:g}, got {value!r}"
         return None
 
 
@@ -107,10 +112,15 @@ TRANSFER_NUMBERS = {
 SETTING_RULES: dict[str, dict[str, Number | Text]] = {
     "study": {"name": Text(), "seed": ANY_INTEGER},
     "split": {split: Number(float, 0) for split in ("train", "val", "test")},
+    "analysis": {
+        "bootstrap": Number(int, 0),
+        "level": Number(float, 0, above=True, below=1),
+        "seed": ANY_INTEGER,
+    },
     "demo": {"profile": Text()},
 }
 CHECKED_BY_THEIR_COMMANDS = ("train", "transfer")
-SECTIONS = ("study", "split", "train", "transfer", "demo")  # every section, in the order tdb.toml has them
+SECTIONS = ("study", "split", "train", "transfer", "analysis", "demo")  # every section, in the order tdb.toml has them
 
 
 def check_settings(settings: dict[str, Any]) -> str | None:
@@ -193,7 +203,7 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.db = Database(root / DATABASE_FILE)
+        self.db = Database(root / DATABASE_FILE, variables=self._sql_variables)
 
     @classmethod
     def init(cls, path: str | Path, name: str | None = None, seed: int = 0) -> Workspace:
@@ -277,6 +287,18 @@ class Workspace:
     def _write_settings(self, settings: dict[str, dict[str, Any]]) -> None:
         with atomic_path(self.root / SETTINGS_FILE, WorkspaceError) as tmp:
             tmp.write_text(dumps_toml(settings))
+
+    def _sql_variables(self) -> dict[str, object]:
+        """What the bootstrap views read with getvariable, from [analysis] (checked when the settings load); none
+        while `init` creates the store, before tdb.toml exists."""
+        if not (self.root / SETTINGS_FILE).is_file():
+            return {}
+        analysis = self.settings["analysis"]
+        return {
+            "bootstrap_replicates": int(analysis["bootstrap"]),
+            "bootstrap_level": float(analysis["level"]),
+            "bootstrap_seed": int(analysis["seed"]),
+        }
 
     @property
     def seed(self) -> int:

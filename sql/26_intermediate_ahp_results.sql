@@ -1,39 +1,46 @@
--- view: measured_affinity
--- grain: one row per (target, candidate source set) of the workspace's own transfers
--- columns: target, sources, "order", kind, affinity (AHP: the principal eigenvector of the target's W', summing
---          to 1 per target over its AHP candidates; null for scratch, which is no candidate), quality (win rate against gold; null if gold is not measured), gain (win rate against
---          scratch; null if scratch is not measured), n_squarings (how many squarings the eigenvector took)
--- upstream: affinity_candidates, ahp_matrix
+-- macro: ahp_results(matrix), a table macro
+-- grain: one row per (replicate, target, candidate) of the matrix named by `matrix` (ahp_matrix for the study,
+--        bootstrap_matrix for every bootstrap replicate): the same AHP for both, so replicate 0 of the bootstrap
+--        is the study's own result to the last bit
+-- input columns: replicate, target, source_index_i, source_index_j, is_ahp_pair, win_rate, win_ratio
+-- columns: replicate, target, source_index, sources, "order", kind, affinity (AHP: the principal eigenvector of the target's W', summing
+--          to 1 per target over its AHP candidates; null for scratch, which is no candidate), quality (win rate
+--          against gold; null if gold is not measured), gain (win rate against scratch; null if scratch is not
+--          measured), n_squarings (how many squarings the eigenvector took)
+-- upstream: affinity_candidates, the matrix
 --
 -- The eigenvector is found by repeated squaring, a power iteration that doubles its exponent each step:
 -- M_{k+1} = M_k^2 / sum(M_k^2), so after k steps M is W'^(2^k) scaled, which tends to u v^T with u the principal
 -- eigenvector (W' is positive, so Perron-Frobenius gives a simple dominant eigenvalue and a positive u). The row
 -- sums of M are then proportional to u. It stops when u changes by less than 1e-15 between steps, or after 64
 -- steps (W'^(2^64)); the error after k steps shrinks like |lambda_2 / lambda_1|^(2^k).
-create or replace view measured_affinity as
+create or replace macro ahp_results(matrix) as table
 with recursive
 
--- materialized: the quality and gain CTEs read it too, and every read would recompute the pairwise wins
+-- materialized: the quality and gain CTEs read it too, and every read would recompute the wins
 matrix_entries as materialized (
-    select target, source_index_i, source_index_j, is_ahp_pair, win_rate, win_ratio from ahp_matrix
+    select replicate, target, source_index_i, source_index_j, is_ahp_pair, win_rate, win_ratio
+    from query_table(matrix)
 ),
 
 ratio_rows as (
-    select target, source_index_i, list(win_ratio order by source_index_j) as ratio_row
+    select replicate, target, source_index_i, list(win_ratio order by source_index_j) as ratio_row
     from matrix_entries
     where is_ahp_pair
-    group by target, source_index_i
+    group by replicate, target, source_index_i
 ),
 
 ratio_matrices as (
-    select target, list(ratio_row order by source_index_i) as ratio_matrix, count(*)::integer as n_sources
+    select replicate, target, list(ratio_row order by source_index_i) as ratio_matrix,
+        count(*)::integer as n_sources
     from ratio_rows
-    group by target
+    group by replicate, target
 ),
 
--- one row per (target, step): the normalised power of W', its row sums, and how much they moved in this step
+-- one row per (replicate, target, step): the normalised power of W', its row sums, and how much they moved
 squarings as (
     select
+        replicate,
         target,
         n_sources,
         0 as n_squarings,
@@ -45,6 +52,7 @@ squarings as (
     union all
 
     select
+        replicate,
         target,
         n_sources,
         n_squarings + 1,
@@ -58,6 +66,7 @@ squarings as (
         )
     from (
         select
+            replicate,
             target,
             n_sources,
             n_squarings,
@@ -66,6 +75,7 @@ squarings as (
             list_sum(list_transform(squared, lambda matrix_row: list_sum(matrix_row))) as squared_total
         from (
             select
+                replicate,
                 target,
                 n_sources,
                 n_squarings,
@@ -87,13 +97,14 @@ squarings as (
 ),
 
 eigenvectors as (
-    select target, n_sources, n_squarings, row_sums
+    select replicate, target, n_sources, n_squarings, row_sums
     from squarings
-    qualify row_number() over (partition by target order by n_squarings desc) = 1
+    qualify row_number() over (partition by replicate, target order by n_squarings desc) = 1
 ),
 
 affinities as (
     select
+        eigenvectors.replicate,
         eigenvectors.target,
         unnest(range(1, eigenvectors.n_sources + 1)) as source_index,
         unnest(eigenvectors.row_sums) / list_sum(eigenvectors.row_sums) as affinity,
@@ -102,7 +113,8 @@ affinities as (
 ),
 
 quality_wins as (
-    select matrix_entries.target, matrix_entries.source_index_i as source_index, matrix_entries.win_rate as quality
+    select matrix_entries.replicate, matrix_entries.target, matrix_entries.source_index_i as source_index,
+        matrix_entries.win_rate as quality
     from matrix_entries
     inner join affinity_candidates as gold
         on gold.target = matrix_entries.target and gold.source_index = matrix_entries.source_index_j
@@ -110,7 +122,8 @@ quality_wins as (
 ),
 
 gain_wins as (
-    select matrix_entries.target, matrix_entries.source_index_i as source_index, matrix_entries.win_rate as gain
+    select matrix_entries.replicate, matrix_entries.target, matrix_entries.source_index_i as source_index,
+        matrix_entries.win_rate as gain
     from matrix_entries
     inner join affinity_candidates as scratch
         on scratch.target = matrix_entries.target and scratch.source_index = matrix_entries.source_index_j
@@ -119,7 +132,9 @@ gain_wins as (
 
 final as (
     select
+        matrices.replicate,
         affinity_candidates.target,
+        affinity_candidates.source_index,
         affinity_candidates.sources,
         affinity_candidates."order",
         affinity_candidates.kind,
@@ -127,18 +142,20 @@ final as (
         quality_wins.quality,
         gain_wins.gain,
         affinities.n_squarings
-    from affinity_candidates
+    from (select distinct replicate, target from matrix_entries) as matrices
+    inner join affinity_candidates on affinity_candidates.target = matrices.target
     left join affinities
-        on affinities.target = affinity_candidates.target
+        on affinities.replicate = matrices.replicate
+        and affinities.target = affinity_candidates.target
         and affinities.source_index = affinity_candidates.source_index
     left join quality_wins
-        on quality_wins.target = affinity_candidates.target
+        on quality_wins.replicate = matrices.replicate
+        and quality_wins.target = affinity_candidates.target
         and quality_wins.source_index = affinity_candidates.source_index
     left join gain_wins
-        on gain_wins.target = affinity_candidates.target
+        on gain_wins.replicate = matrices.replicate
+        and gain_wins.target = affinity_candidates.target
         and gain_wins.source_index = affinity_candidates.source_index
 )
 
 select * from final;
-
-comment on view measured_affinity is 'One row per (target, candidate) of the workspace''s transfers: AHP affinity, Quality and Gain.';

@@ -1,12 +1,15 @@
 -- view: ahp_matrix
 -- grain: one row per (target, candidate i, candidate j), the diagonal included
--- columns: target, source_index_i, source_index_j, is_ahp_pair, win_rate (W), win_rate_clipped (W clipped to
+-- columns: replicate (0: the study itself; bootstrap_matrix has the same columns for every bootstrap replicate),
+--          target, source_index_i, source_index_j, is_ahp_pair, win_rate (W), win_rate_clipped (W clipped to
 --          [0.001, 0.999], the paper's Laplace smoothing), win_ratio (W' = W / W^T: how many times more often i
 --          beats j than j beats i; null unless is_ahp_pair)
 -- Pairs with scratch stay (their win rates are Gain) without a ratio: W' and its eigenvector are over the AHP
 -- candidates alone.
 -- upstream: pairwise_wins
 -- With ties counted as half, w_ji = 1 - w_ij, and the clip bounds are symmetric, so W^T needs no self-join.
+create or replace macro clipped_win_rate(win_rate) as least(greatest(win_rate, 0.001), 0.999);
+
 create or replace view ahp_matrix as
 with
 
@@ -16,12 +19,13 @@ wins as (
 
 clipped as (
     select target, source_index_i, source_index_j, is_ahp_pair, win_rate,
-        least(greatest(win_rate, 0.001), 0.999) as win_rate_clipped
+        clipped_win_rate(win_rate) as win_rate_clipped
     from wins
 ),
 
 final as (
     select
+        0 as replicate,
         target,
         source_index_i,
         source_index_j,
