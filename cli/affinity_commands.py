@@ -135,26 +135,43 @@ def _matrix_dict(table: object) -> dict[str, dict[str, float | None]]:
 
 @cli.command()
 @click.option("--clusters", type=click.IntRange(min=1), default=4, show_default=True, help="Cut into K groups.")
+@click.option(
+    "--support",
+    is_flag=True,
+    help="Each cluster's bootstrap support: the share of replicates ([analysis] bootstrap) whose tree has it.",
+)
 @origin_option
 @format_option(("text", "json"), default="text")
 @workspace_option
-def tree(clusters: int, origin: str | None, output_format: str, workspace_path: Path | None) -> None:
+def tree(clusters: int, support: bool, origin: str | None, output_format: str, workspace_path: Path | None) -> None:
     """Cluster tasks by their transferring-out pattern into the task similarity tree (dendrogram + groups).
 
     Each task is described by its rank as a first-order source for every target; tasks are merged by Ward
     linkage on the Euclidean distance between those rank vectors. Writes reports/task_tree.png and .svg.
 
+    With --support (measured transfers only), the tree is built again from every building-bootstrap replicate
+    of the affinities and cut into as many clusters: a cluster's support is the share of replicates whose tree
+    has exactly that cluster, and the consensus lists the clusters more than half of them have.
+
     Example:
 
-        tdb tree --clusters 4
+        tdb tree --clusters 4 --support
     """
     # Imported here: scipy's clustering and statistics are most of `tdb`'s start-up time otherwise.
     from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
 
     workspace = open_workspace(workspace_path)
+    if support and (origin or active_origin(workspace.db)) != "measured":
+        raise click.UsageError("--support needs the measured origin (replicates resample per-image losses)")
     task_tree = build_tree(workspace.db, origin)
     assignment = task_tree.clusters(clusters)
-    png, svg = draw_dendrogram(task_tree, assignment, workspace.path("reports"))
+    found = None
+    if support:
+        from taskonomy_db.tree_support import cluster_support
+
+        found = cluster_support(workspace.db, task_tree, clusters)
+    shares = found.support if found else None
+    png, svg = draw_dendrogram(task_tree, assignment, workspace.path("reports"), shares)
     groups = [sorted(t for t, c in assignment.items() if c == k) for k in range(1, clusters + 1)]
     ari, n_scored = agreement_with_paper(assignment)
     if output_format == "json":
@@ -168,6 +185,11 @@ def tree(clusters: int, origin: str | None, output_format: str, workspace_path: 
                 "adjusted_rand_index_vs_paper": ari,
                 "png": str(png),
                 "svg": str(svg),
+                **(
+                    {"support": shares, "support_replicates": found.replicates, "consensus": found.consensus}
+                    if found
+                    else {}
+                ),
             }
         )
         return
@@ -175,7 +197,11 @@ def tree(clusters: int, origin: str | None, output_format: str, workspace_path: 
     click.echo(render_text(task_tree, assignment))
     click.echo("")
     for number, members in enumerate(groups, start=1):
-        click.echo(f"cluster {number}: {', '.join(members)}")
+        backed = f" (support {shares[number]:.0%})" if shares and number in shares else ""
+        click.echo(f"cluster {number}{backed}: {', '.join(members)}")
+    if found:
+        consensus = "; ".join(", ".join(c) for c in found.consensus) or "none"
+        click.echo(f"support over {found.replicates} bootstrap replicates; clusters in most of them: {consensus}")
     click.echo(f"adjusted Rand index vs the paper's four groups: {ari:.3f} (over {n_scored} tasks)")
     click.echo(f"dendrogram: {png}, {svg}")
 

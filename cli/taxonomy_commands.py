@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from taskonomy_db.affinity import active_origin
 from taskonomy_db.cli.app import FiniteFloat, cli, echo_json, format_option, open_workspace, workspace_option
 from taskonomy_db.evaluation import (
     load_affinity_rows,
@@ -20,6 +21,7 @@ from taskonomy_db.evaluation import (
     top_sweep_budget,
 )
 from taskonomy_db.report import REPORT_CLUSTERS, REPORT_SWEEP_BUDGET
+from taskonomy_db.stability import taxonomy_stability
 from taskonomy_db.taxonomy import (
     DEFAULT_BUDGET,
     DEFAULT_MAX_ORDER,
@@ -99,6 +101,7 @@ def _render_taxonomy(taxonomy: Taxonomy, served: dict[str, dict[str, Any]], mark
         f" (cost {plain_number(taxonomy.cost)}, {taxonomy.solver}, {taxonomy.seconds:.2f} s)"
     )
     supervised = f"supervised ({len(taxonomy.supervised)}): {', '.join(taxonomy.supervised) or '(none)'}"
+    stable = any("stable" in info for info in served.values())
     rows = [
         [
             target,
@@ -107,10 +110,12 @@ def _render_taxonomy(taxonomy: Taxonomy, served: dict[str, dict[str, Any]], mark
             _cell(info["affinity"], 4),
             _cell(info["gain"]),
             _cell(info["quality"]),
+            *([f"{info['stable']:.0%}"] if stable else []),
         ]
         for target, info in served.items()
     ]
-    table = _table(["target", "served by", "order", "affinity", "gain", "quality"], rows, markdown)
+    header = ["target", "served by", "order", "affinity", "gain", "quality", *(["stable"] if stable else [])]
+    table = _table(header, rows, markdown)
     if markdown:
         return f"## Taxonomy\n\n{heading}\n\n{supervised}\n\n{table}"
     return f"{heading}\n{supervised}\n\n{table}"
@@ -210,6 +215,11 @@ def _json_tables(tables: dict[str, Any]) -> dict[str, Any]:
     help="Random feasible policies per sweep cell for structure significance.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the random policies (default: the study's seed).")
+@click.option(
+    "--stability",
+    is_flag=True,
+    help="Also solve every building-bootstrap replicate ([analysis] bootstrap): how often each choice recurs.",
+)
 @format_option(("text", "json", "md"), default="text")
 @workspace_option
 def taxonomy_command(
@@ -226,6 +236,7 @@ def taxonomy_command(
     do_sweep: bool,
     random_policies: int,
     seed: int | None,
+    stability: bool,
     output_format: str,
     workspace_path: Path | None,
 ) -> None:
@@ -240,10 +251,15 @@ def taxonomy_command(
     why. Exit code 1: the workspace cannot answer, such as an unknown task or no affinities.
     With --sweep: budgets 1..B and max orders 1..K give the paper's Gain and Quality tables and the structure
     significance of each taxonomy against random feasible policies of the same budget and order.
+    With --stability: the same taxonomy solved on every building-bootstrap replicate of the measured
+    affinities; each target's column `stable` is the share of replicates serving it the same way, and a line
+    gives the share with the same supervised set and each task's share supervised.
 
     Example:
 
         tdb taxonomy --budget 4 --max-order 2 --target-only vanishing_point --cost normal=2 --format json
+
+        tdb taxonomy --budget 3 --stability
     """
     if do_sweep and budget is not None and (budget < 1 or budget != int(budget)):  # a usage error: before any read
         raise click.BadParameter(
@@ -251,7 +267,14 @@ def taxonomy_command(
             ctx=click.get_current_context(),
             param_hint="'--budget'",
         )
+    if do_sweep and stability:
+        raise click.UsageError("--stability is for one taxonomy; it does not combine with --sweep")
     workspace = open_workspace(workspace_path)
+    if stability and active_origin(workspace.db) != "measured":
+        raise click.UsageError(
+            f"--stability needs the measured origin (replicates resample per-image losses, which"
+            f" {active_origin(workspace.db)} has not); `tdb origin measured` serves the workspace's transfers"
+        )
     rows = load_affinity_rows(workspace.db)
     measurements = load_measurements(workspace.db)
     settings: dict[str, Any] = {
@@ -289,11 +312,27 @@ def taxonomy_command(
         max_order=DEFAULT_MAX_ORDER if max_order is None else max_order,
         **settings,
     )
-    taxonomy = solve(problem)
-    if output_format == "json":
-        echo_json(taxonomy_json(taxonomy, measurements))
+    if not stability:
+        taxonomy = solve(problem)
+        if output_format == "json":
+            echo_json(taxonomy_json(taxonomy, measurements))
+            return
+        click.echo(_render_taxonomy(taxonomy, per_target(taxonomy, measurements), markdown))
         return
-    click.echo(_render_taxonomy(taxonomy, per_target(taxonomy, measurements), markdown))
+    found = taxonomy_stability(workspace.db, problem.budget, problem.max_order, **settings)
+    if output_format == "json":
+        echo_json({**taxonomy_json(found.taxonomy, measurements), "stability": found.as_json()})
+        return
+    served = per_target(found.taxonomy, measurements)
+    for target, info in served.items():
+        info["stable"] = found.serving_share[target]
+    click.echo(_render_taxonomy(found.taxonomy, served, markdown))
+    shares = ", ".join(f"{t} {share:.0%}" for t, share in sorted(found.supervised_share.items(), key=lambda x: -x[1]))
+    skipped = f" ({found.skipped} left out: a target without images, or infeasible)" if found.skipped else ""
+    click.echo(
+        f"\nstability: same supervised set in {found.same_supervised_share:.0%} of {found.replicates} replicates"
+        f"{skipped}; supervised in: {shares}"
+    )
 
 
 @cli.command("report")

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage, to_tree
 from scipy.stats import rankdata
 
-from taskonomy_db.affinity import AffinityError, first_order_matrix
+from taskonomy_db.affinity import AffinityError, AffinityMatrix, first_order_matrix
 from taskonomy_db.db import Database
 from taskonomy_db.names import NETWORK_BASELINES
 
@@ -80,7 +80,11 @@ def members_by_cluster(clusters: dict[str, int]) -> list[list[str]]:
 
 def build_tree(db: Database, origin: str | None = None) -> TaskTree:
     """Cluster the active (or given) origin's first-order affinities into the task similarity tree."""
-    matrix = first_order_matrix(db, origin)
+    return tree_from_matrix(first_order_matrix(db, origin))
+
+
+def tree_from_matrix(matrix: AffinityMatrix) -> TaskTree:
+    """The task similarity tree of one first-order source x target affinity matrix."""
     tasks = [s for s in matrix.sources if s not in NETWORK_BASELINES]
     if len(tasks) < 2 or not matrix.targets:
         raise AffinityError(
@@ -139,8 +143,22 @@ def render_text(tree: TaskTree, clusters: dict[str, int] | None = None) -> str:
     return "\n".join(lines)
 
 
-def draw_dendrogram(tree: TaskTree, clusters: dict[str, int], out_dir: Path) -> tuple[Path, Path]:
-    """Write task_tree.png and task_tree.svg into out_dir, branches and leaves coloured by cluster."""
+def _subtree_heights(tree: TaskTree) -> dict[frozenset[str], float]:
+    """The merge height of every subtree, keyed by its leaves."""
+    heights: dict[frozenset[str], float] = {}
+    stack = [to_tree(tree.linkage_matrix)]
+    while stack:
+        node = stack.pop()
+        heights[frozenset(tree.tasks[i] for i in node.pre_order())] = float(node.dist)
+        stack += [child for child in (node.left, node.right) if child is not None]
+    return heights
+
+
+def draw_dendrogram(
+    tree: TaskTree, clusters: dict[str, int], out_dir: Path, support: dict[int, float] | None = None
+) -> tuple[Path, Path]:
+    """Write task_tree.png and task_tree.svg into out_dir, branches and leaves coloured by cluster, and each
+    cluster's bootstrap `support` (cluster number -> share) written at its top node when given."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
 
@@ -165,7 +183,16 @@ def draw_dendrogram(tree: TaskTree, clusters: dict[str, int], out_dir: Path) -> 
     for label in axes.get_yticklabels():
         label.set_color(leaf_colors.get(label.get_text(), "black") if n_clusters > 1 else "black")
     axes.set_xlabel("Ward distance between transferring-out rank patterns")
-    axes.set_title(f"Task similarity tree ({tree.origin}, {n_clusters} clusters)")
+    title = f"Task similarity tree ({tree.origin}, {n_clusters} clusters)"
+    if support:
+        title += "; % = bootstrap support of each cluster"
+        heights = _subtree_heights(tree)
+        rows = {task: 5.0 + 10.0 * position for position, task in enumerate(drawn["ivl"])}  # scipy's leaf spacing
+        for number, members in enumerate(members_by_cluster(clusters), start=1):
+            if number in support:
+                y = float(np.mean([rows[t] for t in members]))
+                axes.annotate(f"{support[number]:.0%}", (heights[frozenset(members)], y), fontsize=8, ha="right")
+    axes.set_title(title)
     figure.tight_layout()
     png, svg = out_dir / "task_tree.png", out_dir / "task_tree.svg"
     figure.savefig(png, dpi=120)
