@@ -13,6 +13,8 @@ from taskonomy_db.affinity import (
     active_origin,
     affinity_intervals,
     affinity_rows,
+    bootstrap_caveat,
+    check_origin,
     first_order_matrix,
     origins,
 )
@@ -103,15 +105,21 @@ def affinity(
 
 
 def _echo_intervals(workspace: Workspace, target: str | None, order: int | None, origin: str | None, fmt: str) -> None:
-    chosen = origin or active_origin(workspace.db)
+    chosen = check_origin(workspace.db, origin)
     if chosen != "measured":
         raise click.UsageError(
             f"--ci needs the measured origin (intervals come from per-image losses, which {chosen} has not);"
             " add --origin measured"
         )
     rows = affinity_intervals(workspace.db, target, order)
-    if not rows:
+    if not rows and (target is not None or order is not None) and affinity_intervals(workspace.db):
+        asked = ", ".join(f for f in (target and f"target {target}", order and f"order {order}") if f)
+        warn(f"no affinities for {asked}; `tdb affinity --ci` without filters lists what there is")
+    elif not rows:
         warn("no measured affinities: run `tdb transfer` with gold and baselines")
+    replicates, buildings, caveat = bootstrap_caveat(workspace.db)
+    if caveat:
+        warn(caveat if replicates else f"no intervals: {caveat}")
     if fmt == "json":
         echo_json(rows)
         return
@@ -125,7 +133,11 @@ def _echo_intervals(workspace: Workspace, target: str | None, order: int | None,
             if row[statistic] is not None and low is not None:
                 row[statistic] = f"{row[statistic]:.4f} [{low:.4f}, {high:.4f}]"
     level = workspace.settings["analysis"]["level"]
-    click.echo(f"origin: measured; {level:.0%} intervals over test buildings resampled", err=True)
+    click.echo(
+        f"origin: measured; {level * 100:g}% intervals from {replicates} replicates resampling {buildings} test"
+        " buildings",
+        err=True,
+    )
     click.echo(render_rows(rows, ["target", "sources", "order", "kind", *STATISTICS, "replicates"], fmt))
 
 
@@ -161,15 +173,18 @@ def tree(clusters: int, support: bool, origin: str | None, output_format: str, w
     from taskonomy_db.tree import agreement_with_paper, build_tree, draw_dendrogram, render_text
 
     workspace = open_workspace(workspace_path)
-    if support and (origin or active_origin(workspace.db)) != "measured":
-        raise click.UsageError("--support needs the measured origin (replicates resample per-image losses)")
     task_tree = build_tree(workspace.db, origin)
+    if support and task_tree.origin != "measured":
+        raise click.UsageError("--support needs the measured origin (replicates resample per-image losses)")
     assignment = task_tree.clusters(clusters)
     found = None
     if support:
         from taskonomy_db.tree_support import cluster_support
 
         found = cluster_support(workspace.db, task_tree, clusters)
+        caveat = bootstrap_caveat(workspace.db)[2]
+        if caveat:
+            warn(caveat)
     shares = found.support if found else None
     png, svg = draw_dendrogram(task_tree, assignment, workspace.path("reports"), shares)
     groups = [sorted(t for t, c in assignment.items() if c == k) for k in range(1, clusters + 1)]

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from taskonomy_db.affinity import active_origin
-from taskonomy_db.cli.app import FiniteFloat, cli, echo_json, format_option, open_workspace, workspace_option
+from taskonomy_db.affinity import active_origin, bootstrap_caveat
+from taskonomy_db.cli.app import FiniteFloat, cli, echo_json, format_option, open_workspace, warn, workspace_option
 from taskonomy_db.evaluation import (
     load_affinity_rows,
     load_measurements,
@@ -320,6 +320,9 @@ def taxonomy_command(
         click.echo(_render_taxonomy(taxonomy, per_target(taxonomy, measurements), markdown))
         return
     found = taxonomy_stability(workspace.db, problem.budget, problem.max_order, **settings)
+    caveat = bootstrap_caveat(workspace.db)[2]
+    if caveat:
+        warn(caveat)
     if output_format == "json":
         echo_json({**taxonomy_json(found.taxonomy, measurements), "stability": found.as_json()})
         return

@@ -2,8 +2,8 @@
 -- grain: one row per (replicate, target, candidate i, candidate j), the diagonal included: ahp_matrix for every
 --        replicate of bootstrap_weights, replicate 0 equal to ahp_matrix
 -- columns: replicate, target, source_index_i, source_index_j, is_ahp_pair, n_wins, n_images, win_rate,
---          win_rate_clipped, win_ratio (as in ahp_matrix, each building's counts weighted by how many times the
---          replicate drew it)
+--          win_rate_clipped, win_ratio (as in ahp_matrix, each building's counts weighted by how many times
+--          the replicate drew it, times the replicate's scale: n_wins and n_images are then no longer whole)
 -- upstream: building_wins, bootstrap_weights, affinity_candidates
 -- A target none of whose images is in the buildings a replicate drew has no rows in it.
 create or replace view bootstrap_matrix as
@@ -15,8 +15,9 @@ weighted as (
         building_wins.target,
         building_wins.source_index_i,
         building_wins.source_index_j,
-        sum(bootstrap_weights.weight * building_wins.n_wins) as n_wins,
-        sum(bootstrap_weights.weight * building_wins.n_images)::bigint as n_images
+        -- whole weights times half-integer counts: exact sums in any order; the scale applied once after
+        sum(bootstrap_weights.weight * building_wins.n_wins) * any_value(bootstrap_weights.scale) as n_wins,
+        sum(bootstrap_weights.weight * building_wins.n_images) * any_value(bootstrap_weights.scale) as n_images
     from building_wins
     inner join bootstrap_weights on bootstrap_weights.building = building_wins.building
     group by bootstrap_weights.replicate, building_wins.target, building_wins.source_index_i,
@@ -44,8 +45,10 @@ rates as (
 final as (
     select
         *,
-        clipped_win_rate(win_rate) as win_rate_clipped,
-        case when is_ahp_pair then clipped_win_rate(win_rate) / (1 - clipped_win_rate(win_rate)) end as win_ratio
+        clipped_win_rate(n_wins, n_images) as win_rate_clipped,
+        case
+            when is_ahp_pair then clipped_win_rate(n_wins, n_images) / (1 - clipped_win_rate(n_wins, n_images))
+        end as win_ratio
     from rates
 )
 

@@ -4,8 +4,8 @@
 -- columns: target, sources, "order", kind, statistic, value (the study's: replicate 0), ci_low, ci_high (the
 --          percentile interval at the variable bootstrap_level, default 0.95, over replicates 1.., interpolated
 --          linearly between order statistics as numpy's default, widened to hold value where a skewed distribution
---          leaves it outside), replicates (how many replicates measured the statistic: those that drew a building
---          with the target's images)
+--          leaves it outside; null when no replicate measured it), replicates (how many replicates measured the
+--          statistic: those that drew a building with the target's images)
 -- upstream: bootstrap_affinity
 create or replace macro percentile_of_sorted(sorted_values, fraction) as (
     sorted_values[floor((len(sorted_values) - 1) * fraction)::integer + 1]
@@ -44,8 +44,13 @@ final as (
         point.kind,
         point.statistic,
         point.value,
-        least(percentile_of_sorted(replicated.sorted_values, (1 - settings.level) / 2), point.value) as ci_low,
-        greatest(percentile_of_sorted(replicated.sorted_values, (1 + settings.level) / 2), point.value) as ci_high,
+        -- no replicate measured it (bootstrap off, one test building): no interval, not one of zero width
+        case when replicated.sorted_values is not null then
+            least(percentile_of_sorted(replicated.sorted_values, (1 - settings.level) / 2), point.value)
+        end as ci_low,
+        case when replicated.sorted_values is not null then
+            greatest(percentile_of_sorted(replicated.sorted_values, (1 + settings.level) / 2), point.value)
+        end as ci_high,
         coalesce(len(replicated.sorted_values), 0) as replicates
     from point
     cross join settings

@@ -27,7 +27,7 @@ def origins(db: Database) -> list[str]:
     return [row["origin"] for row in db.query("select distinct origin from affinity_by_origin order by 1").to_pylist()]
 
 
-def _check_origin(db: Database, origin: str | None) -> str:
+def check_origin(db: Database, origin: str | None) -> str:
     chosen = origin or active_origin(db)
     if origin is not None and origin not in origins(db):
         known = ", ".join(origins(db)) or "none"
@@ -39,7 +39,7 @@ def affinity_rows(
     db: Database, target: str | None = None, order: int | None = None, origin: str | None = None
 ) -> list[dict[str, Any]]:
     """Rows of (target, sources, order, kind, affinity, quality, gain), best affinity first within each target."""
-    chosen = _check_origin(db, origin)
+    chosen = check_origin(db, origin)
     rows = db.query(
         """
         select target, sources, "order", kind, affinity, quality, gain
@@ -61,6 +61,30 @@ def affinity_rows(
 
 
 STATISTICS = ("affinity", "quality", "gain")
+FEW_TEST_BUILDINGS = 5  # below this a bootstrap over buildings has too few distinct replicates to say much
+
+
+def bootstrap_design(db: Database) -> tuple[int, int]:
+    """(replicates, test buildings) of the building bootstrap as the views see them ([analysis] bootstrap)."""
+    row = db.query(
+        "select count(distinct replicate) filter (where replicate > 0) as replicates,"
+        " count(*) filter (where replicate = 0) as buildings from bootstrap_weights"
+    ).to_pylist()[0]
+    return row["replicates"], row["buildings"]
+
+
+def bootstrap_caveat(db: Database) -> tuple[int, int, str | None]:
+    """The design, and why its intervals are missing or rough (None when neither): for a warning or an error."""
+    replicates, buildings = bootstrap_design(db)
+    if buildings < 2:
+        why = f"the building bootstrap needs at least 2 test buildings; the study has {buildings}"
+    elif replicates == 0:
+        why = "no bootstrap replicates: set [analysis] bootstrap above 0 in tdb.toml"
+    elif buildings < FEW_TEST_BUILDINGS:
+        why = f"only {buildings} test buildings: few distinct replicates, so intervals and shares are rough"
+    else:
+        why = None
+    return replicates, buildings, why
 
 
 def affinity_intervals(db: Database, target: str | None = None, order: int | None = None) -> list[dict[str, Any]]:
@@ -108,7 +132,7 @@ def first_order_matrix(db: Database, origin: str | None = None, column: str = "a
     """The source x target matrix of `column` (affinity, quality or gain) over first-order candidates."""
     if column not in ("affinity", "quality", "gain"):
         raise ValueError(f"unknown column {column!r}")
-    chosen = _check_origin(db, origin)
+    chosen = check_origin(db, origin)
     rows = db.query(
         f"""
         select sources[1] as source, target, {column} as value
@@ -134,7 +158,7 @@ def evidence_store(
     first order alone this way, and cross-fitting scores one half of the test images with the other's taxonomy,
     with the same SQL that serves the workspace."""
     with tempfile.TemporaryDirectory(prefix="tdb-evidence-") as folder:
-        store = Database(Path(folder) / "evidence.duckdb")
+        store = Database(Path(folder) / "evidence.duckdb", variables=db.variables)  # the same smoothing
         store.migrate()
         with db.connect(read_only=True) as source:
             transfers = source.sql(

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -70,11 +70,11 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
 class Database:
     """A workspace's DuckDB file. Every read and write of the store goes through this class."""
 
-    def __init__(self, path: Path | str, variables: Callable[[], dict[str, object]] | None = None) -> None:
+    def __init__(self, path: Path | str, variables: dict[str, object] | None = None) -> None:
         self.path = Path(path)
-        # SQL variables every connection sets before its first statement (the bootstrap's settings, read by the
-        # views with getvariable): a callable, so an edit of tdb.toml reaches the next connection.
-        self.variables = variables
+        # SQL variables every connection sets before its first statement: the analysis settings the views read
+        # with getvariable, fixed when the workspace opens (an edit of tdb.toml reaches the next command).
+        self.variables = dict(variables or {})
 
     @contextmanager
     def connect(
@@ -97,7 +97,7 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:
-            for name, value in (self.variables() if self.variables else {}).items():
+            for name, value in self.variables.items():
                 con.execute(f"set variable {name} = ?", [value])
             yield con
         except duckdb.Error as error:

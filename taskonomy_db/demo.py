@@ -21,6 +21,7 @@ from taskonomy_db.generate_settings import MANIFEST
 from taskonomy_db.workspace import SETTINGS_FILE, Workspace
 
 if TYPE_CHECKING:
+    from taskonomy_db.taxonomy import Taxonomy
     from taskonomy_db.tree import TaskTree
 
 DATA_DIR = "data"
@@ -43,6 +44,7 @@ class Profile:
     budgets: tuple[int, ...] = (2, 3, 4)
     max_order: int = 2
     n_random: int = 100
+    analysis: dict[str, Any] = field(default_factory=dict)  # [analysis]: the bootstrap behind intervals
 
 
 # At least one task of every group; sizes chosen so the default profile fits 10 minutes on 2 CPU cores.
@@ -89,6 +91,7 @@ PROFILES: dict[str, Profile] = {
         },
         budgets=(2, 3),
         n_random=100,
+        analysis={"bootstrap": 50},
     ),
     "default": Profile(
         name="default",
@@ -221,6 +224,24 @@ def median_first_order_gain(db: Database) -> float | None:
     )
 
 
+def median_gain_interval(db: Database) -> tuple[float, float] | None:
+    """The percentile interval of that median over the building-bootstrap replicates ([analysis] level)."""
+    row = db.query(
+        """
+        with medians as (
+            select replicate, median(gain) as gain from bootstrap_affinity
+            where replicate > 0 and kind = 'transfer' and "order" = 1 and gain is not null
+            group by replicate
+        )
+        select
+            quantile_cont(gain, (1 - getvariable('bootstrap_level')) / 2) as low,
+            quantile_cont(gain, (1 + getvariable('bootstrap_level')) / 2) as high
+        from medians
+        """
+    ).to_pylist()[0]
+    return None if row["low"] is None else (row["low"], row["high"])
+
+
 def step_affinity(state: DemoState) -> str:
     db = state.workspace.db
     n_affinities = db.scalar("select count(*) from affinity")
@@ -233,7 +254,9 @@ def step_affinity(state: DemoState) -> str:
         state.facts["depth_pair_best"] = {d: best[d] for d in depths}
     gain = median_first_order_gain(db)
     state.facts["median_first_order_gain"] = gain
-    shown = "n/a" if gain is None else f"{gain:.2f}"
+    interval = median_gain_interval(db)
+    state.facts["median_first_order_gain_interval"] = interval
+    shown = "n/a" if gain is None else f"{gain:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
     return (
         f"{n_affinities} affinities; own encoder among the 3 best sources for {len(in_top3)}/{len(ranks)} targets;"
         f" median first-order Gain {shown}"
@@ -256,18 +279,43 @@ def tree_against_groups(db: Database) -> tuple[TaskTree, dict[str, int], float]:
 
 def step_tree(state: DemoState) -> str:
     from taskonomy_db.tree import draw_dendrogram, members_by_cluster
+    from taskonomy_db.tree_support import cluster_support
 
     tree, clusters, ari = tree_against_groups(state.workspace.db)
-    draw_dendrogram(tree, clusters, state.workspace.path("reports"))
+    support = cluster_support(state.workspace.db, tree, max(clusters.values())).support
+    draw_dendrogram(tree, clusters, state.workspace.path("reports"), support)
     state.facts["tree_ari_3d_vs_2d"] = ari
     state.facts["tree_groups"] = members_by_cluster(clusters)
+    state.facts["tree_support"] = [support[n] for n in range(1, len(state.facts["tree_groups"]) + 1)]
     n_groups = len(state.facts["tree_groups"])
-    return f"{len(tree.tasks)} tasks in {n_groups} groups; 3D vs 2D adjusted Rand index {ari:.2f}"
+    shares = ", ".join(f"{share:.0%}" for share in state.facts["tree_support"])
+    return (
+        f"{len(tree.tasks)} tasks in {n_groups} groups (bootstrap support {shares});"
+        f" 3D vs 2D adjusted Rand index {ari:.2f}"
+    )
+
+
+def smoothing_changes(state: DemoState, taxonomies: dict[int, Taxonomy], order: int) -> dict[str, Any]:
+    """How many targets each taxonomy serves otherwise when the win rates are smoothed the other way: Laplace's
+    (wins + 1) / (n + 2) against the paper's clip, or the clip against the study's own smoothing."""
+    from taskonomy_db.evaluation import load_affinity_rows
+    from taskonomy_db.taxonomy import build_problem, solve
+
+    variables = state.workspace.sql_variables()
+    other = 1.0 if variables["win_rate_smoothing"] == 0 else 0.0
+    rows = load_affinity_rows(Database(state.workspace.db.path, {**variables, "win_rate_smoothing": other}))
+    changed = {}
+    for budget, taxonomy in taxonomies.items():
+        smoothed = solve(build_problem(rows, budget=budget, max_order=order))
+        changed[budget] = sum(smoothed.serving(t) != taxonomy.serving(t) for t in taxonomy.problem.target_tasks)
+    return {"smoothing": other, "targets_served_otherwise": changed}
 
 
 def step_taxonomy(state: DemoState) -> str:
     from taskonomy_db.evaluation import load_affinity_rows, load_measurements, sweep
     from taskonomy_db.significance import cross_fitted_sweep
+    from taskonomy_db.stability import taxonomy_stability
+    from taskonomy_db.taxonomy import plain_number
 
     db = state.workspace.db
     rows = load_affinity_rows(db)
@@ -283,13 +331,24 @@ def step_taxonomy(state: DemoState) -> str:
     )
     chosen = {cell.budget: cell for cell in cells if cell.max_order == order and cell.budget in state.profile.budgets}
     state.facts["taxonomies"] = {b: cell.taxonomy for b, cell in sorted(chosen.items()) if cell.taxonomy}
+    stable = {b: taxonomy_stability(db, b, order) for b, cell in sorted(chosen.items()) if cell.taxonomy}
+    state.facts["same_supervised_share"] = {b: found.same_supervised_share for b, found in stable.items()}
+    state.facts["smoothing_changes"] = smoothing_changes(state, {b: stable[b].taxonomy for b in stable}, order)
     # The check scores each taxonomy on test buildings it was not chosen on (see taskonomy_db.significance).
     crossed = cross_fitted_sweep(db, state.profile.budgets, [order], state.profile.n_random, state.workspace.seed)
     state.facts["significance"] = {f"budget {c.budget}, order {order}": c.percentile for c in crossed}
     shown = ", ".join(
         f"budget {c.budget}: {'infeasible' if c.percentile is None else f'{c.percentile:.0f}'}" for c in crossed
     )
-    return f"{len(cells)} (budget, order) taxonomies solved; cross-fitted Quality percentile vs random: {shown}"
+    same = ", ".join(
+        f"budget {plain_number(b)}: {share:.0%}" for b, share in state.facts["same_supervised_share"].items()
+    )
+    return (
+        f"{len(cells)} (budget, order) taxonomies solved; cross-fitted Quality percentile vs random: {shown};"
+        f" same supervised set in bootstrap replicates: {same}; targets served otherwise under smoothing"
+        f" {state.facts['smoothing_changes']['smoothing']:g}: "
+        + ", ".join(f"budget {b}: {n}" for b, n in state.facts["smoothing_changes"]["targets_served_otherwise"].items())
+    )
 
 
 def step_report(state: DemoState) -> str:
@@ -348,6 +407,8 @@ def prepare_workspace(path: Path, profile: Profile, seed: int) -> Workspace:
     workspace.update_settings("split", dict(profile.split))
     workspace.update_settings("train", dict(profile.train))
     workspace.update_settings("transfer", dict(profile.transfer))
+    if profile.analysis:
+        workspace.update_settings("analysis", dict(profile.analysis))
     return workspace
 
 
@@ -374,13 +435,14 @@ def echo_summary(state: DemoState) -> None:
     echo("")
     echo(f"done in {facts['seconds']:.0f} s. Report: {facts['report']}")
     echo("")
-    echo("Task tree groups:")
-    for number, tasks in enumerate(facts["tree_groups"], start=1):
-        echo(f"  {number}. {', '.join(tasks)}")
+    echo("Task tree groups (bootstrap support: share of replicates whose tree has the group):")
+    for number, (tasks, share) in enumerate(zip(facts["tree_groups"], facts["tree_support"], strict=True), start=1):
+        echo(f"  {number}. {', '.join(tasks)} ({share:.0%})")
     for budget, taxonomy in facts["taxonomies"].items():
         echo("")
         echo(f"Taxonomy at budget {budget} (max order {state.profile.max_order}):")
-        echo(f"  supervise: {', '.join(taxonomy.supervised)}")
+        same = facts["same_supervised_share"][budget]
+        echo(f"  supervise: {', '.join(taxonomy.supervised)} (the same set in {same:.0%} of bootstrap replicates)")
         for target, transfer in sorted(taxonomy.transfers.items()):
             echo(f"  {target} <- {' + '.join(transfer.sources)}")
     echo("")
@@ -396,8 +458,9 @@ def echo_summary(state: DemoState) -> None:
     for cell, percentile in facts["significance"].items():
         shown = "infeasible" if percentile is None or math.isnan(percentile) else f"percentile {percentile:.0f}"
         echo(f"  taxonomy Quality vs {state.profile.n_random} random policies (cross-fitted), {cell}: {shown}")
-    gain = facts["median_first_order_gain"]
-    echo(f"  median first-order Gain: {'n/a' if gain is None else f'{gain:.2f}'}")
+    gain, interval = facts["median_first_order_gain"], facts["median_first_order_gain_interval"]
+    shown = "n/a" if gain is None else f"{gain:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+    echo(f"  median first-order Gain: {shown}")
 
 
 def summary_json(state: DemoState) -> str:

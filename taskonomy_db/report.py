@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from taskonomy_db import __version__
-from taskonomy_db.affinity import active_origin, first_order_matrix
+from taskonomy_db.affinity import AffinityMatrix, active_origin, bootstrap_design, first_order_matrix
 from taskonomy_db.atomic import atomic_path
+from taskonomy_db.db import Database
 from taskonomy_db.errors import InfeasibleError, TdbError
 from taskonomy_db.evaluation import (
     Measurements,
@@ -38,6 +39,7 @@ from taskonomy_db.evaluation import (
     sweep_tables,
     top_sweep_budget,
 )
+from taskonomy_db.stability import Stability, taxonomy_stability
 from taskonomy_db.taxonomy import Taxonomy, build_problem, plain_number, solve
 from taskonomy_db.workspace import Workspace
 
@@ -218,12 +220,15 @@ def build_report(
     smaller; a value given beyond what the study allows (a budget above what supervising every task costs, more
     clusters than tasks) raises before anything is written."""
     from taskonomy_db.tree import build_tree, draw_dendrogram
+    from taskonomy_db.tree_support import cluster_support
 
     db = workspace.db
     seed = workspace.seed if seed is None else seed
     rows = load_affinity_rows(db)
     measurements = load_measurements(db)
     origin = active_origin(db)
+    # Intervals, support and stability come from resampling per-image losses: the workspace's own transfers only.
+    uncertain = origin == "measured" and bootstrap_design(db)[0] > 0
     parts = []
 
     quality_matrix = first_order_matrix(db, column="quality")
@@ -236,7 +241,8 @@ def build_report(
             " not comparable across targets. <b>After AHP</b>: the affinity, each target's candidates compared"
             " pairwise and normalised by the principal eigenvector (a column sums to 1 over all of the target's"
             " candidates, higher orders included). Blank: not measured.</p>"
-            + _img(plot_matrices(quality_matrix, affinity_matrix), "first-order matrix before and after AHP"),
+            + _img(plot_matrices(quality_matrix, affinity_matrix), "first-order matrix before and after AHP")
+            + (_uncertainty_figure(db, affinity_matrix) if uncertain else ""),
         )
     )
 
@@ -251,17 +257,26 @@ def build_report(
     if tree is not None:
         # An asked-for count above the tasks raises here (TaskTree.clusters), before anything is written.
         assignment = tree.clusters(min(REPORT_CLUSTERS, len(tree.tasks)) if clusters is None else clusters)
+        support = cluster_support(db, tree, max(assignment.values())).support if uncertain else None
         with tempfile.TemporaryDirectory() as tmp:
-            png_path, _svg = draw_dendrogram(tree, assignment, Path(tmp))
+            png_path, _svg = draw_dendrogram(tree, assignment, Path(tmp), support)
             tree_png = base64.b64encode(png_path.read_bytes()).decode("ascii")
         groups = [
-            [n, ", ".join(sorted(t for t, c in assignment.items() if c == n))] for n in sorted(set(assignment.values()))
+            [n, ", ".join(sorted(t for t, c in assignment.items() if c == n)), *([support[n]] if support else [])]
+            for n in sorted(set(assignment.values()))
         ]
         tree_body = (
             '<p class="note">Agglomerative clustering of tasks by their transferring-out pattern'
-            " (see <code>tdb tree</code>).</p>"
+            " (see <code>tdb tree</code>)"
+            + (
+                "; support: the share of building-bootstrap replicates whose tree, cut as this one, has exactly"
+                " the cluster"
+                if support
+                else ""
+            )
+            + ".</p>"
             + _img(tree_png, "task similarity tree")
-            + _table(["cluster", "tasks"], groups)
+            + _table(["cluster", "tasks", *(["support"] if support else [])], groups)
         )
     parts.append(_section("tree", tree_body))
 
@@ -291,7 +306,8 @@ def build_report(
         except InfeasibleError as error:
             taxonomy_parts.append(f"{title}<p>{html.escape(str(error))}</p>")
             continue
-        taxonomy_parts.append(title + _taxonomy_summary(taxonomy, measurements))
+        stability = taxonomy_stability(db, budget, max_order, objective=objective) if uncertain and taxonomy else None
+        taxonomy_parts.append(title + _taxonomy_summary(taxonomy, measurements, stability))
     parts.append(
         _section(
             "taxonomy",
@@ -355,7 +371,40 @@ def build_report(
     return out
 
 
-def _taxonomy_summary(taxonomy: Taxonomy, measurements: Measurements) -> str:
+def _uncertainty_figure(db: Database, affinity: AffinityMatrix) -> str:
+    """The first-order affinity matrix's building-bootstrap intervals, as their width relative to the value."""
+    rows = db.query(
+        'select sources[1] as source, target, affinity, ci_low, ci_high, replicates from affinity_ci where "order" = 1'
+    ).to_pylist()
+    width = {(r["source"], r["target"]): (r["ci_high"] - r["ci_low"]) / r["affinity"] for r in rows if r["affinity"]}
+    relative = AffinityMatrix(
+        affinity.origin,
+        affinity.sources,
+        affinity.targets,
+        [[width.get((s, t)) for t in affinity.targets] for s in affinity.sources],
+    )
+    level = db.scalar("select getvariable('bootstrap_level')") or 0.95
+    replicates = max((r["replicates"] for r in rows), default=0)
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(9, 0.3 * len(relative.sources) + 3))
+    values = np.array([[np.nan if v is None else v for v in row] for row in relative.values], dtype=float)
+    image = ax.imshow(values, aspect="auto", cmap="magma_r", vmin=0.0)
+    ax.set_xticks(range(len(relative.targets)), relative.targets, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(relative.sources)), relative.sources, fontsize=8)
+    ax.set_xlabel("target")
+    ax.set_ylabel("source")
+    ax.set_title(f"Uncertainty: {level:.0%} interval width / affinity")
+    figure.colorbar(image, ax=ax, fraction=0.04)
+    figure.tight_layout()
+    return (
+        f'<p class="note">The affinity\'s {level:.0%} confidence interval from {replicates} building-bootstrap'
+        " replicates (test buildings resampled; view <code>affinity_ci</code>), as its width relative to the"
+        " affinity: 1 means the interval is as wide as the value itself.</p>"
+        + _img(_png(figure), "relative width of the affinity intervals")
+    )
+
+
+def _taxonomy_summary(taxonomy: Taxonomy, measurements: Measurements, stability: Stability | None = None) -> str:
     served = per_target(taxonomy, measurements)
     rows = [
         [
@@ -365,6 +414,7 @@ def _taxonomy_summary(taxonomy: Taxonomy, measurements: Measurements) -> str:
             info["affinity"],
             info["gain"],
             info["quality"],
+            *([f"{stability.serving_share[target]:.0%}"] if stability else []),
         ]
         for target, info in served.items()
     ]
@@ -375,8 +425,15 @@ def _taxonomy_summary(taxonomy: Taxonomy, measurements: Measurements) -> str:
         + (f" (source-only: {html.escape(', '.join(source_only))})" if source_only else "")
         + ".</p>"
     )
+    if stability:
+        text += (
+            f"<p>Stability over {stability.replicates} bootstrap replicates: the same supervised set in"
+            f" {stability.same_supervised_share:.0%}; <i>stable</i> is the share serving the target the same way.</p>"
+        )
     return (
         text
         + _img(plot_taxonomy(taxonomy), f"taxonomy graph, budget {plain_number(taxonomy.problem.budget)}")
-        + _table(["target", "served by", "order", "affinity", "gain", "quality"], rows)
+        + _table(
+            ["target", "served by", "order", "affinity", "gain", "quality", *(["stable"] if stability else [])], rows
+        )
     )

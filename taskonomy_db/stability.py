@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from taskonomy_db.affinity import bootstrap_caveat
 from taskonomy_db.db import Database
 from taskonomy_db.errors import InfeasibleError, QueryError
 from taskonomy_db.taxonomy import Taxonomy, TaxonomyInputError, build_problem, solve
@@ -63,7 +64,7 @@ def taxonomy_stability(db: Database, budget: float, max_order: int, **settings: 
     if 0 not in by_replicate:
         raise TaxonomyInputError("no measured affinities: stability needs the workspace's own transfers")
     if len(by_replicate) == 1:
-        raise TaxonomyInputError("no bootstrap replicates: set [analysis] bootstrap above 0 in tdb.toml")
+        raise TaxonomyInputError(bootstrap_caveat(db)[2] or "no bootstrap replicate has affinities")
     study = solve(build_problem(by_replicate[0], budget=budget, max_order=max_order, **settings))
     targets = {target for target, *_ in by_replicate[0]}
     supervised: Counter[str] = Counter()
@@ -84,7 +85,15 @@ def taxonomy_stability(db: Database, budget: float, max_order: int, **settings: 
         supervised.update(taxonomy.supervised)
         same += set(taxonomy.supervised) == set(study.supervised)
         serving.update(t for t in study.problem.target_tasks if taxonomy.serving(t) == study.serving(t))
-    share = (lambda n: n / solved) if solved else (lambda n: float("nan"))
+    if not solved:
+        raise TaxonomyInputError(
+            f"none of the {skipped} bootstrap replicates poses the study's problem (each lacks a target's"
+            " affinities, or has no feasible taxonomy)"
+        )
+
+    def share(n: int) -> float:
+        return n / solved
+
     return Stability(
         taxonomy=study,
         replicates=solved,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from taskonomy_db.affinity import AffinityError, AffinityMatrix
+from taskonomy_db.affinity import AffinityError, AffinityMatrix, bootstrap_caveat
 from taskonomy_db.db import Database
 from taskonomy_db.tree import TaskTree, members_by_cluster, tree_from_matrix
 
@@ -43,7 +43,7 @@ def cluster_support(db: Database, study: TaskTree, n_clusters: int) -> ClusterSu
     """Support of each of `study`'s `n_clusters` clusters over the bootstrap replicates of the measured study."""
     matrices = replicate_matrices(db)
     if len(matrices) <= 1:
-        raise AffinityError("no bootstrap replicates: set [analysis] bootstrap above 0 in tdb.toml")
+        raise AffinityError(bootstrap_caveat(db)[2] or "no bootstrap replicate has first-order affinities")
     clusters = {frozenset(m) for m in members_by_cluster(study.clusters(n_clusters))}
     found: Counter[frozenset[str]] = Counter()
     replicates = 0
@@ -51,13 +51,15 @@ def cluster_support(db: Database, study: TaskTree, n_clusters: int) -> ClusterSu
         if replicate == 0:
             continue
         tree = tree_from_matrix(matrix)
-        if tree.tasks != study.tasks:
-            continue  # a replicate that lost a source's every affinity poses another question
+        if tree.tasks != study.tasks or tree.targets != study.targets:
+            continue  # a replicate that lost a task's every affinity poses another question
         replicates += 1
         found.update(frozenset(m) for m in members_by_cluster(tree.clusters(n_clusters)))
+    if not replicates:
+        raise AffinityError("no bootstrap replicate has first-order affinities for every task of the study")
     number_of = {frozenset(m): k for k, m in enumerate(members_by_cluster(study.clusters(n_clusters)), start=1)}
     return ClusterSupport(
         replicates=replicates,
-        support={number_of[c]: found[c] / replicates for c in clusters} if replicates else {},
+        support={number_of[c]: found[c] / replicates for c in sorted(clusters, key=number_of.get)},
         consensus=sorted(sorted(c) for c, n in found.items() if n > replicates / 2),
     )

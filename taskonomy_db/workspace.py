@@ -31,8 +31,9 @@ SUBDIRS = ("models", "representations", "reports")
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "study": {"name": "study", "seed": 0},
     "split": {"train": 0.7, "val": 0.15, "test": 0.15},
-    # The building bootstrap behind every confidence interval: replicates (0: none), interval level, draw seed.
-    "analysis": {"bootstrap": 200, "level": 0.95, "seed": 0},
+    # The building bootstrap behind every confidence interval: replicates (0: none), interval level, draw seed;
+    # and the win rates' smoothing: 0 clips them to [0.001, 0.999] as the paper did, a > 0 is (wins + a) / (n + 2a).
+    "analysis": {"bootstrap": 200, "level": 0.95, "seed": 0, "smoothing": 0.0},
 }
 
 
@@ -113,9 +114,10 @@ SETTING_RULES: dict[str, dict[str, Number | Text]] = {
     "study": {"name": Text(), "seed": ANY_INTEGER},
     "split": {split: Number(float, 0) for split in ("train", "val", "test")},
     "analysis": {
-        "bootstrap": Number(int, 0),
+        "bootstrap": Number(int, 0, below=1_000_001),
         "level": Number(float, 0, above=True, below=1),
         "seed": ANY_INTEGER,
+        "smoothing": Number(float, 0),
     },
     "demo": {"profile": Text()},
 }
@@ -203,7 +205,7 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.db = Database(root / DATABASE_FILE, variables=self._sql_variables)
+        self.db = Database(root / DATABASE_FILE)
 
     @classmethod
     def init(cls, path: str | Path, name: str | None = None, seed: int = 0) -> Workspace:
@@ -229,6 +231,7 @@ class Workspace:
             workspace.db.migrate()
             # Written last: a directory without tdb.toml is not a workspace.
             workspace._write_settings(settings)
+            workspace.db.variables = workspace.sql_variables()
         except BaseException:
             if created:  # a failed init (a full disk) leaves nothing behind
                 shutil.rmtree(root, ignore_errors=True)
@@ -244,7 +247,7 @@ class Workspace:
             where = f"{root} (from $TDB_WORKSPACE)" if path is None and os.environ.get("TDB_WORKSPACE") else root
             raise WorkspaceError(f"no workspace at {where} (no {SETTINGS_FILE}); create one with `tdb init {root}`")
         workspace = cls(root)
-        workspace.settings  # noqa: B018 - parse now so a malformed file fails before any work
+        workspace.db.variables = workspace.sql_variables()  # parses tdb.toml: a malformed file fails before any work
         if read_only and not workspace.db.path.is_file():
             raise WorkspaceError(
                 f"the store {workspace.db.path} is missing; a read-only command creates none"
@@ -283,21 +286,20 @@ class Workspace:
         settings = self.settings
         settings.setdefault(section, {}).update(values)
         self._write_settings(settings)
+        self.db.variables = self.sql_variables()
 
     def _write_settings(self, settings: dict[str, dict[str, Any]]) -> None:
         with atomic_path(self.root / SETTINGS_FILE, WorkspaceError) as tmp:
             tmp.write_text(dumps_toml(settings))
 
-    def _sql_variables(self) -> dict[str, object]:
-        """What the bootstrap views read with getvariable, from [analysis] (checked when the settings load); none
-        while `init` creates the store, before tdb.toml exists."""
-        if not (self.root / SETTINGS_FILE).is_file():
-            return {}
+    def sql_variables(self) -> dict[str, object]:
+        """What the analysis views read with getvariable, from [analysis] (checked when the settings load)."""
         analysis = self.settings["analysis"]
         return {
             "bootstrap_replicates": int(analysis["bootstrap"]),
             "bootstrap_level": float(analysis["level"]),
             "bootstrap_seed": int(analysis["seed"]),
+            "win_rate_smoothing": float(analysis["smoothing"]),
         }
 
     @property

@@ -122,13 +122,36 @@ def test_replicate_zero_is_the_study_to_the_last_bit(study: Workspace):
     assert mismatched == []
 
 
-def test_every_interval_holds_its_estimate_over_every_replicate(study: Workspace):
+def test_every_interval_is_numpys_percentile_interval_of_the_replicates(study: Workspace):
+    replicated = {}
+    for r in rows(study, "select * from bootstrap_affinity where replicate > 0"):
+        for statistic in ("affinity", "quality", "gain"):
+            if r[statistic] is not None:
+                replicated.setdefault((statistic, r["target"], tuple(r["sources"])), []).append(r[statistic])
+    widened = 0
     for statistic in ("affinity", "quality", "gain"):
         found = rows(study, f"select * from {statistic}_ci")
         assert len(found) == study.db.scalar(f"select count({statistic}) from measured_affinity") > 0
-        assert all(r["ci_low"] <= r[statistic] <= r["ci_high"] for r in found), statistic
         assert {r["replicates"] for r in found} == {200}
+        for r in found:
+            low, high = np.percentile(replicated[(statistic, r["target"], tuple(r["sources"]))], [2.5, 97.5])
+            # widened to hold the estimate only where the percentile interval leaves it out
+            assert r["ci_low"] == pytest.approx(min(low, r[statistic]), abs=1e-12)
+            assert r["ci_high"] == pytest.approx(max(high, r[statistic]), abs=1e-12)
+            widened += not low <= r[statistic] <= high
         assert any(r["ci_low"] < r["ci_high"] for r in found)
+    assert widened < 10  # a rare correction, not the rule
+
+
+def test_no_replicates_means_no_interval(study: Workspace):
+    study.update_settings("analysis", {"bootstrap": 0})
+    try:
+        found = rows(study, "select ci_low, ci_high, replicates from affinity_ci")
+        assert found and all(r == {"ci_low": None, "ci_high": None, "replicates": 0} for r in found)
+        result = CliRunner().invoke(cli, ["affinity", "--ci", "-w", str(study.root)])
+        assert result.exit_code == 0 and "no intervals: no bootstrap replicates" in result.output, result.output
+    finally:
+        study.update_settings("analysis", {"bootstrap": 200})
 
 
 def test_weights_draw_all_but_one_building_deterministically(study: Workspace):
@@ -139,6 +162,8 @@ def test_weights_draw_all_but_one_building_deterministically(study: Workspace):
     for w in weights:
         totals[w["replicate"]] = totals.get(w["replicate"], 0) + w["weight"]
     assert totals == {0: N_BUILDINGS} | {r: N_BUILDINGS - 1 for r in range(1, 201)}  # Rao and Wu: n - 1 draws
+    scaled = rows(study, "select replicate, sum(weight * scale) as total from bootstrap_weights group by all")
+    assert all(r["total"] == pytest.approx(N_BUILDINGS, abs=1e-12) for r in scaled)  # each weighs the study's size
     # a plain DuckDB client sees the same replicates with tdb's settings, and others with another seed
     with duckdb.connect(str(study.db.path), read_only=True) as con:
         same = con.sql("select replicate, building, weight from bootstrap_weights order by all").fetchall()
@@ -157,11 +182,9 @@ def test_analysis_settings_reach_the_views(study: Workspace, tmp_path):
         assert {r["replicates"] for r in narrow.values()} == {30}
         study.update_settings("analysis", {"level": 0.99})
         wide = rows(study, "select * from quality_ci")
-        assert all(
-            r["ci_low"] <= narrow[(r["target"], tuple(r["sources"]))]["ci_low"]
-            and narrow[(r["target"], tuple(r["sources"]))]["ci_high"] <= r["ci_high"]
-            for r in wide
-        )
+        pairs = [(r, narrow[(r["target"], tuple(r["sources"]))]) for r in wide]
+        assert all(w["ci_low"] <= n["ci_low"] and n["ci_high"] <= w["ci_high"] for w, n in pairs)
+        assert any(w["ci_high"] - w["ci_low"] > n["ci_high"] - n["ci_low"] for w, n in pairs)  # the level arrived
     finally:
         study.update_settings("analysis", {"bootstrap": 200, "level": 0.95})
 
@@ -237,10 +260,46 @@ def test_cli_ci_gives_the_views_intervals_and_refuses_what_has_none(study: Works
             view["ci_low"],
             view["ci_high"],
         )
-    for args, message in [
-        (["--origin", "published_16k"], "--ci needs the measured origin"),
-        (["--matrix"], "--matrix is the whole first-order matrix"),
+    for args, code, message in [
+        (["--origin", "published_16k"], 1, "no affinities from origin 'published_16k'"),
+        (["--matrix"], 2, "--matrix is the whole first-order matrix"),
     ]:
         refused = CliRunner().invoke(cli, ["affinity", "--ci", *args, "-w", str(study.root)])
-        assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
+        assert refused.exit_code == code and isinstance(refused.exception, SystemExit)
         assert message in refused.output and "Traceback" not in refused.output
+
+
+def test_smoothing_setting_replaces_the_clip_in_the_study_and_the_replicates(study: Workspace):
+    study.update_settings("analysis", {"smoothing": 1.0, "bootstrap": 20})
+    try:
+        entries = rows(
+            study,
+            """select target, source_index_i, source_index_j, ahp_matrix.is_ahp_pair, n_wins, n_images, win_rate_clipped
+            from ahp_matrix inner join pairwise_wins using (target, source_index_i, source_index_j)""",
+        )
+        for e in entries:  # Laplace's rule with a = 1, no clip
+            assert e["win_rate_clipped"] == pytest.approx((float(e["n_wins"]) + 1) / (e["n_images"] + 2), abs=1e-15)
+        # the eigenvector of the smoothed W', by numpy, for every target
+        for target in {e["target"] for e in entries}:
+            mine = [e for e in entries if e["target"] == target and e["is_ahp_pair"]]
+            n = max(e["source_index_i"] for e in mine)
+            w = np.zeros((n, n))
+            for e in mine:
+                w[e["source_index_i"] - 1, e["source_index_j"] - 1] = e["win_rate_clipped"]
+            values, vectors = np.linalg.eig(w / w.T)
+            principal = np.abs(np.real(vectors[:, np.argmax(np.real(values))]))
+            stored = rows(
+                study,
+                f"""select affinity from ahp_results('ahp_matrix') where target = '{target}' and affinity is not null
+                order by source_index""",
+            )
+            assert [r["affinity"] for r in stored] == pytest.approx(list(principal / principal.sum()), abs=1e-9)
+        differing = rows(
+            study,
+            """select * from measured_affinity as study
+            inner join (select * from bootstrap_affinity where replicate = 0) as zero using (target, sources)
+            where study.affinity is distinct from zero.affinity""",
+        )
+        assert differing == []
+    finally:
+        study.update_settings("analysis", {"smoothing": 0.0, "bootstrap": 200})

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from taskonomy_db.db import Database
@@ -112,6 +113,22 @@ def test_tiny_demo_runs_every_step_and_reports_its_checks(uninterrupted):
     spatial = sorted(TINY_GROUPS)
     expected = adjusted_rand_index_by_pairs([cluster[t] for t in spatial], [TINY_GROUPS[t] for t in spatial])
     assert facts["tree_ari_3d_vs_2d"] == pytest.approx(expected, abs=1e-12)
+
+    # What it says of its own uncertainty: the median Gain's interval recomputed from the replicates by numpy
+    with duckdb.connect(str(workspace / "taskonomy.duckdb"), read_only=True) as con:
+        con.execute(f"set variable bootstrap_replicates = {PROFILES['tiny'].analysis['bootstrap']}")
+        gains = con.execute(
+            """select replicate, list(gain) from bootstrap_affinity where replicate > 0 and kind = 'transfer'
+            and "order" = 1 and gain is not null group by replicate"""
+        ).fetchall()
+    medians = [float(np.median(values)) for _, values in gains]
+    assert len(medians) == PROFILES["tiny"].analysis["bootstrap"]
+    assert facts["median_first_order_gain_interval"] == pytest.approx(list(np.percentile(medians, [2.5, 97.5])))
+    assert len(facts["tree_support"]) == len(facts["tree_groups"])
+    assert all(0 <= share <= 1 for share in facts["tree_support"])
+    assert set(facts["same_supervised_share"]) == set(facts["taxonomies"])
+    changed = facts["smoothing_changes"]["targets_served_otherwise"]
+    assert set(changed) == set(facts["taxonomies"]) and all(0 <= n <= len(TINY_GROUPS) for n in changed.values())
 
 
 def test_tiny_demo_rerun_skips_everything_and_changes_nothing(uninterrupted):

@@ -113,8 +113,7 @@ def test_planted_clusters_have_full_support_and_the_cli_draws_it(tmp_path):
         ["depth_euclidean", "depth_zbuffer", "keypoints3d"],
         ["jigsaw", "segment_semantic"],
     ]
-    # five single clusters: every replicate has them all; three clusters split a group by noise alone
-    assert set(cluster_support(workspace.db, study, 5).support.values()) == {1.0}
+    # three clusters split a group by noise alone: that split is not supported by every replicate
     assert min(cluster_support(workspace.db, study, 3).support.values()) < 1.0
 
     result = CliRunner().invoke(
@@ -125,3 +124,22 @@ def test_planted_clusters_have_full_support_and_the_cli_draws_it(tmp_path):
     assert printed["support"] == {"1": 1.0, "2": 1.0} and printed["support_replicates"] == 200
     svg = (workspace.root / "reports" / "task_tree.svg").read_text()
     assert "bootstrap support" in svg and "100%" in svg
+
+
+def test_a_published_origin_has_no_replicates_to_resample(tmp_path):
+    from taskonomy_db.published import import_published
+    from tests.faults.test_bad_inputs import write_release
+
+    workspace = study_of(tmp_path, np.linspace(5, 6, N_IMAGES))
+    import_published(workspace.db, write_release(tmp_path / "release"), "16k")  # now the active origin
+    for args, message in [
+        (["affinity", "--ci"], "--ci needs the measured origin"),
+        (["affinity", "--ci", "--origin", "published_16k"], "--ci needs the measured origin"),
+        (["tree", "--clusters", "2", "--support"], "--support needs the measured origin"),
+        (["taxonomy", "--budget", "1", "--stability"], "--stability needs the measured origin"),
+    ]:
+        refused = CliRunner().invoke(cli, [*args, "-w", str(workspace.root)])
+        assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit), refused.output
+        assert message in refused.output and "Traceback" not in refused.output
+    measured = CliRunner().invoke(cli, ["affinity", "--ci", "--origin", "measured", "-w", str(workspace.root)])
+    assert measured.exit_code == 0 and "depth_zbuffer" in measured.output
