@@ -3,29 +3,14 @@
 --        matrix in long form, the baselines gold, scratch and random included as sources
 -- columns: source, target, affinity (after AHP; null where only win rates are known), quality (win rate against
 --          gold: the matrix before AHP), gain (win rate against scratch)
--- upstream: affinity_by_origin, active_origin
+-- upstream: active_results
 create or replace view first_order_affinity as
 with
 
-active as (
-    select origin from active_origin
-),
-
-first_order as (
-    select affinity_by_origin.*
-    from affinity_by_origin
-    inner join active on active.origin = affinity_by_origin.origin
-    where len(affinity_by_origin.sources) = 1
-),
-
 final as (
-    select
-        sources[1] as source,
-        target,
-        affinity::double as affinity,
-        quality::double as quality,
-        gain::double as gain
-    from first_order
+    select sources[1] as source, target, affinity, quality, gain
+    from active_results
+    where len(sources) = 1
 )
 
 select * from final;
