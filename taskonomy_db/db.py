@@ -206,11 +206,14 @@ class Database:
                     con.execute(text)
                     applied.add(number)
             con.execute(
-                "insert or replace into schema_meta values ('applied', ?)", [",".join(map(str, sorted(applied)))]
+                "insert or replace into schema_meta (key, value) values ('applied', ?)",
+                [",".join(map(str, sorted(applied)))],
             )
             for _name, text in views:
                 con.execute(text)
-            con.execute("insert or replace into schema_meta values ('views_digest', ?)", [_views_digest(views)])
+            con.execute(
+                "insert or replace into schema_meta (key, value) values ('views_digest', ?)", [_views_digest(views)]
+            )
         return max(applied, default=0)
 
     # -- reading --------------------------------------------------------------------------------------------

@@ -252,7 +252,8 @@ def _prune(folder: Path, record: EncoderRecord, dtype: str) -> tuple[int, set[in
 def _record_part(workspace: Workspace, encoder: str, part: str, n_rows: int) -> None:
     with workspace.db.transaction() as con:
         con.execute(
-            "insert or replace into representation_parts values (?, ?, ?, ?)", [encoder, part, n_rows, datetime.now()]
+            "insert or replace into representation_parts (encoder, part, n_rows, recorded_at) values (?, ?, ?, ?)",
+            [encoder, part, n_rows, datetime.now()],
         )
 
 
@@ -262,7 +263,9 @@ def _record_parts(workspace: Workspace, encoder: str, folder: Path) -> None:
     with workspace.db.transaction() as con:
         con.execute("delete from representation_parts where encoder = ?", [encoder])
         if rows:
-            con.executemany("insert into representation_parts values (?, ?, ?, ?)", rows)
+            con.executemany(
+                "insert into representation_parts (encoder, part, n_rows, recorded_at) values (?, ?, ?, ?)", rows
+            )
 
 
 def recorded_encoders(workspace: Workspace) -> set[str]:

@@ -390,7 +390,7 @@ def ingest(
         con.execute("delete from ingest_problems where data_root = ?", [data_root_text])
         if scan.problems:
             con.executemany(
-                "insert into ingest_problems values (?, ?, ?)",
+                "insert into ingest_problems (data_root, path, problem) values (?, ?, ?)",
                 [[data_root_text, path, problem] for path, problem in scan.problems],
             )
         con.execute(

@@ -203,7 +203,8 @@ def import_published(db: Database, root: Path, data: str) -> PublishedImport:
         )
         con.execute("update published_datasets set is_active = false")
         con.execute(
-            "insert into published_datasets values (?, ?, ?, ?, true, ?)",
+            "insert into published_datasets (data, source_path, n_transfers, n_targets, is_active, imported_at)"
+            " values (?, ?, ?, ?, true, ?)",
             [data, source_path, len(rows), len(targets), datetime.now()],
         )
     return PublishedImport(

@@ -417,11 +417,14 @@ def train_task(
         con.execute("delete from training_epochs where task = ?", [task])
         for epoch, train_loss, val_loss, elapsed in history:
             con.execute(
-                "insert into training_epochs values (?, ?, ?, ?, ?, ?)",
+                "insert into training_epochs (task, epoch, train_loss, val_loss, is_best, seconds)"
+                " values (?, ?, ?, ?, ?, ?)",
                 [task, epoch, train_loss, val_loss, epoch == best_epoch, elapsed],
             )
         con.execute(
-            "insert or replace into gold_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert or replace into gold_results (task, n_train_images, n_val_images, n_test_images, best_epoch,"
+            " n_epochs, test_loss, baseline_loss, beats_baseline, checkpoint_path, settings_hash, settings,"
+            " seconds_train, trained_at, network_sha256) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 task,
                 len(train),

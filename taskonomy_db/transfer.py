@@ -215,7 +215,7 @@ def record_image_set(workspace: Workspace, images: TransferImages) -> None:
     with workspace.db.transaction() as con:
         con.register("new_image_set", rows)
         con.execute(
-            "insert into transfer_image_sets select * from new_image_set"
+            "insert into transfer_image_sets by name select image_set, image_id, role from new_image_set"
             " where not exists (select 1 from transfer_image_sets where image_set = ?)",
             [images.digest],
         )
@@ -268,7 +268,7 @@ def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], r
                 }
             )
             con.register("new_losses", rows)
-            con.execute("insert into losses select transfer_id, image_id, loss from new_losses")
+            con.execute("insert into losses by name select transfer_id, image_id, loss from new_losses")
             con.unregister("new_losses")
 
 
