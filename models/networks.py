@@ -78,14 +78,6 @@ register_encoder = _register(_ENCODERS, "encoder")
 register_decoder = _register(_DECODERS, "decoder")
 
 
-def list_encoders() -> list[str]:
-    return list(_ENCODERS)
-
-
-def list_decoders() -> list[str]:
-    return list(_DECODERS)
-
-
 def create_encoder(name: str, **cfg: Any) -> nn.Module:
     """The only way to build an encoder: `create_encoder('resnet_small', width=16, ...)`."""
     if name not in _ENCODERS:

@@ -24,7 +24,7 @@ from taskonomy_db.atomic import atomic_path
 from taskonomy_db.data import image_size
 from taskonomy_db.errors import EncoderError, UnknownTaskError
 from taskonomy_db.models.export import PREPROCESSING, ExportedEncoder, export_encoder, file_sha256
-from taskonomy_db.models.networks import NetworkConfig, build_encoder
+from taskonomy_db.models.networks import build_encoder
 from taskonomy_db.names import NETWORK_BASELINES, RANDOM
 from taskonomy_db.tasks import get_task, list_tasks, resolve_tasks, sync_tasks
 from taskonomy_db.training import checkpoint_path, load_gold_network, network_config, network_sha256, train_settings
@@ -341,9 +341,3 @@ def add_encoder(
         parity_max_abs_diff=None,
     )
     return _store(workspace, record)
-
-
-def network_config_of(record: EncoderRecord, workspace: Workspace) -> NetworkConfig | None:
-    """The architecture config stored in a task or random encoder's metadata (None for user encoders)."""
-    props = {p.key: p.value for p in onnx.load(str(workspace.path(record.onnx_path))).metadata_props}
-    return NetworkConfig.from_dict(json.loads(props["network_config"])) if "network_config" in props else None

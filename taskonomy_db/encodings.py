@@ -108,11 +108,6 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write a PNG (see png_bytes for the accepted arrays)."""
-    Path(path).write_bytes(png_bytes(array))
-
-
 def read_png(path: str | Path) -> np.ndarray:
     """A PNG as stored: uint8 (H,W) or (H,W,3), or uint16 (H,W) for 16-bit files."""
     with Image.open(path) as image:
@@ -309,11 +304,6 @@ encode_mask_valid, decode_mask_valid = encode_mask, decode_mask
 def encode_rgb(image: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1] -> uint8 (H,W,3)."""
     return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def decode_rgb(stored: np.ndarray) -> np.ndarray:
-    """uint8 RGB -> float32 in [0, 1]."""
-    return np.asarray(stored).astype(np.float32) / np.float32(255.0)
 
 
 def encode_distribution(probabilities: np.ndarray) -> np.ndarray:

@@ -233,13 +233,6 @@ def baseline_losses(spec: TaskSpec, train: TaskData, test: TaskData) -> np.ndarr
     return np.concatenate(out)
 
 
-def evaluate_per_image(workspace: Workspace, task: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """(image_ids, losses) of the trained gold network on one split: the gold baseline of transfers."""
-    network, config = load_gold_network(workspace, task)
-    data = load_task_data(workspace, task, [split], size=config.input_size)
-    return data.image_ids, per_image_losses(network, data)
-
-
 # ---------------------------------------------------------------- training
 
 
