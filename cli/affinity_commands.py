@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,11 +90,14 @@ def affinity(
         click.echo(render_rows(rows, columns, output_format))
         return
     rows = affinity_rows(workspace.db, target, order, origin)
-    if not rows and (target is not None or order is not None) and affinity_rows(workspace.db, None, None, origin):
-        asked = ", ".join(f for f in (target and f"target {target}", order and f"order {order}") if f)
-        warn(f"no affinities for {asked}; `tdb affinity` without filters lists what there is")
-    elif not rows:
-        warn("no affinities yet: run transfers with gold and baselines, or `tdb import-published`")
+    if not rows:
+        _warn_empty(
+            target,
+            order,
+            lambda: bool(affinity_rows(workspace.db, None, None, origin)),
+            "tdb affinity",
+            "no affinities yet: run transfers with gold and baselines, or `tdb import-published`",
+        )
     if output_format == "json":
         echo_json(rows)
         return
@@ -104,6 +108,17 @@ def affinity(
     click.echo(render_rows(rows, ["target", "sources", "order", "kind", "affinity", "quality", "gain"], output_format))
 
 
+def _warn_empty(
+    target: str | None, order: int | None, any_unfiltered: Callable[[], bool], command: str, nothing: str
+) -> None:
+    """Why a listing is empty: the filters (when the unfiltered listing has rows), or no affinities at all."""
+    if (target is not None or order is not None) and any_unfiltered():
+        asked = ", ".join(f for f in (target and f"target {target}", order and f"order {order}") if f)
+        warn(f"no affinities for {asked}; `{command}` without filters lists what there is")
+    else:
+        warn(nothing)
+
+
 def _echo_intervals(workspace: Workspace, target: str | None, order: int | None, origin: str | None, fmt: str) -> None:
     chosen = check_origin(workspace.db, origin)
     if chosen != "measured":
@@ -112,11 +127,15 @@ def _echo_intervals(workspace: Workspace, target: str | None, order: int | None,
             " add --origin measured"
         )
     rows = affinity_intervals(workspace.db, target, order)
-    if not rows and (target is not None or order is not None) and affinity_intervals(workspace.db):
-        asked = ", ".join(f for f in (target and f"target {target}", order and f"order {order}") if f)
-        warn(f"no affinities for {asked}; `tdb affinity --ci` without filters lists what there is")
-    elif not rows:
-        warn("no measured affinities: run `tdb transfer` with gold and baselines")
+    if not rows:
+        _warn_empty(
+            target,
+            order,
+            # the point estimates, not the intervals again: the same rows exist, without 200 replicates
+            lambda: bool(workspace.db.scalar("select count(*) from measured_affinity")),
+            "tdb affinity --ci",
+            "no measured affinities: run `tdb transfer` with gold and baselines",
+        )
     replicates, buildings, caveat = bootstrap_caveat(workspace.db)
     if caveat:
         warn(caveat if replicates else f"no intervals: {caveat}")

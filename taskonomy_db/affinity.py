@@ -4,7 +4,7 @@ first-order source x target matrix. The numbers themselves are computed in SQL s
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +127,13 @@ class AffinityMatrix:
     def value(self, source: str, target: str) -> float | None:
         return self.values[self.sources.index(source)][self.targets.index(target)]
 
+    @classmethod
+    def from_cells(cls, origin: str, cells: Mapping[tuple[str, str], float | None]) -> AffinityMatrix:
+        """The matrix of (source, target) -> value cells, sources and targets sorted, None where no cell."""
+        sources = sorted({s for s, _ in cells})
+        targets = sorted({t for _, t in cells})
+        return cls(origin, sources, targets, [[cells.get((s, t)) for t in targets] for s in sources])
+
 
 def first_order_matrix(db: Database, origin: str | None = None, column: str = "affinity") -> AffinityMatrix:
     """The source x target matrix of `column` (affinity, quality or gain) over first-order candidates."""
@@ -141,12 +148,7 @@ def first_order_matrix(db: Database, origin: str | None = None, column: str = "a
         """,
         {"origin": chosen},
     ).to_pylist()
-    sources = sorted({r["source"] for r in rows})
-    targets = sorted({r["target"] for r in rows})
-    values: list[list[float | None]] = [[None] * len(targets) for _ in sources]
-    for row in rows:
-        values[sources.index(row["source"])][targets.index(row["target"])] = row["value"]
-    return AffinityMatrix(chosen, sources, targets, values)
+    return AffinityMatrix.from_cells(chosen, {(r["source"], r["target"]): r["value"] for r in rows})
 
 
 @contextmanager

@@ -89,22 +89,31 @@ def plot_matrices(quality: Any, affinity: Any) -> str:
         (axes[0], quality, "Before AHP: Quality (win rate against gold)"),
         (axes[1], affinity, "After AHP: affinity (log colour scale)"),
     ):
-        values = np.array([[np.nan if v is None else v for v in row] for row in matrix.values], dtype=float)
+        values = _grid(matrix)
         if matrix is affinity:
             positive = values[np.isfinite(values) & (values > 0)]
             low = max(float(positive.min()) if positive.size else 1e-4, 1e-5)
             norm = LogNorm(vmin=low, vmax=max(float(np.nanmax(values)), low * 10))
-            image = ax.imshow(np.where(values > 0, values, np.nan), aspect="auto", cmap="viridis", norm=norm)
+            _heatmap(figure, ax, matrix, np.where(values > 0, values, np.nan), title, cmap="viridis", norm=norm)
         else:
-            image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(0.5, np.nanmax(values)))
-        ax.set_xticks(range(len(matrix.targets)), matrix.targets, rotation=90, fontsize=8)
-        ax.set_yticks(range(len(matrix.sources)), matrix.sources, fontsize=8)
-        ax.set_xlabel("target")
-        ax.set_ylabel("source")
-        ax.set_title(title)
-        figure.colorbar(image, ax=ax, fraction=0.04)
+            _heatmap(figure, ax, matrix, values, title, cmap="viridis", vmin=0.0, vmax=max(0.5, np.nanmax(values)))
     figure.tight_layout()
     return _png(figure)
+
+
+def _grid(matrix: AffinityMatrix) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in matrix.values], dtype=float)
+
+
+def _heatmap(figure: Any, ax: Any, matrix: AffinityMatrix, values: np.ndarray, title: str, **style: Any) -> None:
+    """One source x target heatmap with its labelled axes and colour bar."""
+    image = ax.imshow(values, aspect="auto", **style)
+    ax.set_xticks(range(len(matrix.targets)), matrix.targets, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(matrix.sources)), matrix.sources, fontsize=8)
+    ax.set_xlabel("target")
+    ax.set_ylabel("source")
+    ax.set_title(title)
+    figure.colorbar(image, ax=ax, fraction=0.04)
 
 
 def plot_taxonomy(taxonomy: Taxonomy) -> str:
@@ -376,28 +385,28 @@ def _uncertainty_figure(db: Database, affinity: AffinityMatrix) -> str:
     rows = db.query(
         'select sources[1] as source, target, affinity, ci_low, ci_high, replicates from affinity_ci where "order" = 1'
     ).to_pylist()
-    width = {(r["source"], r["target"]): (r["ci_high"] - r["ci_low"]) / r["affinity"] for r in rows if r["affinity"]}
+    # a value no replicate measured has no interval (null bounds): its cell stays blank
+    width = {
+        (r["source"], r["target"]): (r["ci_high"] - r["ci_low"]) / r["affinity"]
+        for r in rows
+        if r["affinity"] and r["ci_low"] is not None
+    }
     relative = AffinityMatrix(
         affinity.origin,
         affinity.sources,
         affinity.targets,
         [[width.get((s, t)) for t in affinity.targets] for s in affinity.sources],
     )
-    level = db.scalar("select getvariable('bootstrap_level')") or 0.95
+    percent = (db.scalar("select getvariable('bootstrap_level')") or 0.95) * 100
+    level = f"{percent:g}%"
     replicates = max((r["replicates"] for r in rows), default=0)
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(9, 0.3 * len(relative.sources) + 3))
-    values = np.array([[np.nan if v is None else v for v in row] for row in relative.values], dtype=float)
-    image = ax.imshow(values, aspect="auto", cmap="magma_r", vmin=0.0)
-    ax.set_xticks(range(len(relative.targets)), relative.targets, rotation=90, fontsize=8)
-    ax.set_yticks(range(len(relative.sources)), relative.sources, fontsize=8)
-    ax.set_xlabel("target")
-    ax.set_ylabel("source")
-    ax.set_title(f"Uncertainty: {level:.0%} interval width / affinity")
-    figure.colorbar(image, ax=ax, fraction=0.04)
+    title = f"Uncertainty: {level} interval width / affinity"
+    _heatmap(figure, ax, relative, _grid(relative), title, cmap="magma_r", vmin=0.0)
     figure.tight_layout()
     return (
-        f'<p class="note">The affinity\'s {level:.0%} confidence interval from {replicates} building-bootstrap'
+        f'<p class="note">The affinity\'s {level} confidence interval from {replicates} building-bootstrap'
         " replicates (test buildings resampled; view <code>affinity_ci</code>), as its width relative to the"
         " affinity: 1 means the interval is as wide as the value itself.</p>"
         + _img(_png(figure), "relative width of the affinity intervals")

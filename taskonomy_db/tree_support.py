@@ -30,13 +30,7 @@ def replicate_matrices(db: Database) -> dict[int, AffinityMatrix]:
     by_replicate: dict[int, dict[tuple[str, str], float]] = {}
     for r in rows:
         by_replicate.setdefault(r["replicate"], {})[(r["source"], r["target"])] = r["affinity"]
-    matrices = {}
-    for replicate, values in by_replicate.items():
-        sources = sorted({s for s, _ in values})
-        targets = sorted({t for _, t in values})
-        grid = [[values.get((s, t)) for t in targets] for s in sources]
-        matrices[replicate] = AffinityMatrix("measured", sources, targets, grid)
-    return matrices
+    return {replicate: AffinityMatrix.from_cells("measured", cells) for replicate, cells in by_replicate.items()}
 
 
 def cluster_support(db: Database, study: TaskTree, n_clusters: int) -> ClusterSupport:
