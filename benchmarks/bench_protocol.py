@@ -38,7 +38,7 @@ from taskonomy_db.demo import (
     tree_against_groups,
 )
 from taskonomy_db.significance import cross_fitted_sweep
-from taskonomy_db.transfer import transfer_settings
+from taskonomy_db.transfer_settings import transfer_settings
 from taskonomy_db.workspace import Workspace
 
 PROFILE = PROFILES["default"]

@@ -33,7 +33,8 @@ from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest
 from taskonomy_db.readout import ROLES, ReadoutGroup, train_readout_group
 from taskonomy_db.training import train_tasks
-from taskonomy_db.transfer import derive_seed, prepare_transfers, run_transfers
+from taskonomy_db.transfer import prepare_transfers, run_transfers
+from taskonomy_db.transfer_settings import derive_seed
 from taskonomy_db.workspace import Workspace
 
 

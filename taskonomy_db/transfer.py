@@ -24,140 +24,38 @@ recorded in one transaction; each has its own seed, derived from the workspace s
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from taskonomy_db.affinity import evidence_store
 from taskonomy_db.data import TaskData, image_size, load_task_data
 from taskonomy_db.encoders import EncoderRecord, registered_encoders, representation_problem
 from taskonomy_db.executor import Executor, create_executor
 from taskonomy_db.extract import check_representations, read_representations, recorded_encoders, representation_dir
 from taskonomy_db.locking import writer_lock
 from taskonomy_db.names import GOLD, NETWORK_BASELINES, RANDOM, SCRATCH
-from taskonomy_db.readout import (
-    ROLES,
-    Labels,
-    NetworkJob,
-    ReadoutGroup,
-    TransferContext,
-    TransferError,
-    TransferJob,
-    TransferOutcome,
-)
-from taskonomy_db.tasks import get_task, label_versions_digest, list_tasks
+from taskonomy_db.readout import ROLES, Labels, NetworkJob, ReadoutGroup, TransferContext, TransferError, TransferJob
+from taskonomy_db.tasks import get_task, list_tasks
 from taskonomy_db.training import load_gold_network, network_config, network_sha256, train_settings
 from taskonomy_db.transfer_images import TransferImages, choose_transfer_images
 from taskonomy_db.transfer_jobs import run_job
-from taskonomy_db.workspace import TRANSFER_NUMBERS, Workspace, check_numbers
-
-BASELINES = (GOLD, SCRATCH, RANDOM)
-KINDS = ("transfer", *BASELINES)
-TRAIN_SPLITS = ("val", "train")
-
-# The [transfer] section of tdb.toml; CLI flags override single keys. The schedule (a step budget, evaluation on
-# the held-out images every `eval_every` steps, stop after `patience` evaluations without improvement) was chosen
-# by benchmarks/bench_schedule.py: see benchmarks/RESULTS.md.
-DEFAULT_TRANSFER_SETTINGS: dict[str, Any] = {
-    "train_split": "val",
-    "transfer_images": 256,
-    "holdout_images": 64,
-    "max_steps": 1500,
-    "eval_every": 20,
-    "patience": 5,
-    "batch_size": 32,
-    "learning_rate": 0.003,
-    "weight_decay": 0.0001,
-    "readout_width": 16,
-    "max_order": 2,
-    "beam": 5,
-    "baselines": list(BASELINES),
-    "workers": 0,  # 0 = one per core
-}
-# Only these change what a readout learns; the rest (which transfers, how fast) leave finished transfers valid.
-RESULT_SETTINGS = (
-    "train_split",
-    "transfer_images",
-    "holdout_images",
-    "max_steps",
-    "eval_every",
-    "patience",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "readout_width",
+from taskonomy_db.transfer_settings import (
+    RESULT_SETTINGS,
+    derive_seed,
+    settings_digest,
+    transfer_key,
+    transfer_settings,
 )
-# Settings of earlier versions, and what replaced them.
-RETIRED_SETTINGS = {
-    "epochs": "readouts now train until their held-out loss stops improving: set max_steps (the step budget) and"
-    " patience instead",
-}
-# Bumped whenever the readout or its training changes what it learns, so stored transfers of an older readout
-# are not mistaken for current ones (it is part of every settings_hash).
-READOUT_VERSION = 4
-
-
-# ---------------------------------------------------------------- settings and keys
-
-
-def transfer_settings(workspace: Workspace, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults, then tdb.toml's [transfer], then non-None `overrides`; `seed` defaults to the study seed."""
-    settings = dict(DEFAULT_TRANSFER_SETTINGS)
-    settings.update(workspace.settings.get("transfer", {}))
-    settings.setdefault("seed", workspace.seed)
-    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    retired = sorted(set(settings) & set(RETIRED_SETTINGS))
-    if retired:
-        raise TransferError(f"[transfer] {retired[0]} is no longer a setting: {RETIRED_SETTINGS[retired[0]]}")
-    unknown = set(settings) - set(DEFAULT_TRANSFER_SETTINGS) - {"seed"}
-    if unknown:
-        raise TransferError(f"unknown [transfer] setting(s): {', '.join(sorted(unknown))}")
-    check_numbers("transfer", settings, TRANSFER_NUMBERS, TransferError)
-    if settings["train_split"] not in TRAIN_SPLITS:
-        raise TransferError(
-            f"[transfer] train_split must be one of {', '.join(TRAIN_SPLITS)}, got {settings['train_split']!r}"
-        )
-    baselines = settings["baselines"]
-    if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
-        raise TransferError(f"[transfer] baselines must be a list of names, got {baselines!r}")
-    bad = [b for b in baselines if b not in BASELINES]
-    if bad:
-        raise TransferError(f"unknown baseline {bad[0]!r}; expected some of {', '.join(BASELINES)}")
-    return settings
-
-
-def settings_digest(settings: dict[str, Any], data_digest: str, scratch_network: dict[str, Any]) -> str:
-    """The settings_hash of a run: everything that changes a transfer's losses, and nothing else."""
-    relevant = {k: settings[k] for k in RESULT_SETTINGS}
-    relevant.update(
-        seed=int(settings["seed"]),
-        data=data_digest,
-        scratch_network=scratch_network,
-        readout=READOUT_VERSION,
-        labels=label_versions_digest(),
-    )
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def transfer_key(kind: str, target: str, sources: Sequence[str], n_train_images: int, digest: str) -> str:
-    return f"{kind}:{target}:{'+'.join(sorted(sources))}:{n_train_images}:{digest}"
-
-
-def derive_seed(seed: int, name: str) -> int:
-    """A 31-bit seed for one transfer (or group), independent of the order in which work runs."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little") & 0x7FFFFFFF
-
+from taskonomy_db.transfer_store import finished_keys, first_order_ranking, record_image_set, record_outcomes
+from taskonomy_db.workspace import Workspace
 
 # ---------------------------------------------------------------- reading the workspace
 
@@ -193,107 +91,6 @@ def _labels(data: TaskData, image_ids: np.ndarray) -> Labels:
 
 
 # ---------------------------------------------------------------- the store
-
-
-def finished_keys(workspace: Workspace, keys: Iterable[str]) -> set[str]:
-    keys = list(keys)
-    if not keys:
-        return set()
-    table = workspace.db.query("select transfer_key from transfers where transfer_key in (select unnest(?))", [keys])
-    return set(table.column("transfer_key").to_pylist())
-
-
-def record_image_set(workspace: Workspace, images: TransferImages) -> None:
-    """Store which images the run's readouts fit and held out (once per image set)."""
-    rows = pa.table(
-        {
-            "image_set": pa.array([images.digest] * (len(images.fit) + len(images.holdout))),
-            "image_id": pa.array(np.concatenate([images.fit, images.holdout]).astype(np.int32)),
-            "role": pa.array(["fit"] * len(images.fit) + ["holdout"] * len(images.holdout)),
-        }
-    )
-    with workspace.db.transaction() as con:
-        con.register("new_image_set", rows)
-        con.execute(
-            "insert into transfer_image_sets by name select image_set, image_id, role from new_image_set"
-            " where not exists (select 1 from transfer_image_sets where image_set = ?)",
-            [images.digest],
-        )
-        con.unregister("new_image_set")
-
-
-def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], run_settings: dict[str, Any]) -> None:
-    """Write outcomes in one transaction: per transfer its row and, when done, one loss row per test image."""
-    with workspace.db.transaction() as con:
-        for outcome in outcomes:
-            job = outcome.job
-            exists = con.execute("select count(*) from transfers where transfer_key = ?", [job.key]).fetchone()[0]
-            if exists:  # another process finished it meanwhile
-                continue
-            settings = dict(run_settings, transfer_seed=job.seed)
-            trained = job.kind != GOLD
-            transfer_id = con.execute(
-                'insert into transfers (transfer_key, target, sources, "order", kind, n_train_images, status,'
-                " failure_reason, seed, settings_hash, settings, seconds_train, seconds_eval, started_at,"
-                " finished_at, image_set, n_steps, best_step)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning transfer_id",
-                [
-                    job.key,
-                    job.target,
-                    list(job.sources),
-                    job.order,
-                    job.kind,
-                    int(run_settings["transfer_images"]),
-                    outcome.status,
-                    outcome.failure_reason,
-                    job.seed,
-                    run_settings["settings_hash"],
-                    json.dumps(settings, sort_keys=True, default=str),
-                    outcome.seconds_train,
-                    outcome.seconds_eval,
-                    outcome.started_at,
-                    outcome.finished_at,
-                    run_settings["image_set"] if trained else None,
-                    outcome.n_steps if trained else None,
-                    outcome.best_step if trained else None,
-                ],
-            ).fetchone()[0]
-            if outcome.status != "done":
-                continue
-            rows = pa.table(
-                {
-                    "transfer_id": pa.array(np.full(len(outcome.losses), transfer_id, dtype=np.int32)),
-                    "image_id": pa.array(outcome.image_ids.astype(np.int32)),
-                    "loss": pa.array(outcome.losses.astype(np.float64)),
-                }
-            )
-            con.register("new_losses", rows)
-            con.execute("insert into losses by name select transfer_id, image_id, loss from new_losses")
-            con.unregister("new_losses")
-
-
-def first_order_ranking(workspace: Workspace, keys: Sequence[str]) -> dict[str, list[str]]:
-    """Each target's sources, best first, by AHP affinity among the done transfers with these keys (the run's
-    first order and its baselines), computed by the store's own views over exactly those transfers, so that
-    transfers of higher orders already stored (a resumed run) do not move the ranking. The target's own encoder
-    and the baselines are left out of the ranking, as in the paper's; ties broken by name."""
-    ids = workspace.db.query(
-        "select transfer_id from transfers where status = 'done' and transfer_key in (select unnest(?))",
-        [list(keys)],
-    ).column("transfer_id")
-    with evidence_store(workspace.db, ids.to_pylist()) as store:
-        rows = store.query(
-            """
-            select target, sources[1] as source
-            from measured_affinity
-            where kind = 'transfer' and "order" = 1 and sources[1] <> target
-            order by target, affinity desc, source
-            """
-        ).to_pylist()
-    ranking: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        ranking[row["target"]].append(row["source"])
-    return dict(ranking)
 
 
 def beam_source_sets(ranking: Sequence[str], order: int, beam: int) -> list[tuple[str, ...]]:

@@ -214,7 +214,7 @@ def test_a_label_version_is_part_of_the_result_keys():
 
     from taskonomy_db import tasks
     from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS, settings_hash
-    from taskonomy_db.transfer import RESULT_SETTINGS, settings_digest
+    from taskonomy_db.transfer_settings import RESULT_SETTINGS, settings_digest
 
     assert settings_hash(DEFAULT_TRAIN_SETTINGS, "splits", 1) != settings_hash(DEFAULT_TRAIN_SETTINGS, "splits", 2)
     settings = dict.fromkeys(RESULT_SETTINGS, 1) | {"seed": 0}

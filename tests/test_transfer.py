@@ -28,7 +28,8 @@ from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.readout import Labels, Patience, ReadoutBank, Samples, TransferError, at_samples
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
-from taskonomy_db.transfer import beam_source_sets, first_order_ranking, run_transfers
+from taskonomy_db.transfer import beam_source_sets, run_transfers
+from taskonomy_db.transfer_store import first_order_ranking
 from taskonomy_db.workspace import Workspace
 from tests.test_affinity import numpy_ahp
 from tests.test_models import export_tiny
