@@ -18,6 +18,7 @@ from taskonomy_db.affinity import (
     check_origin,
     first_order_matrix,
     origins,
+    seed_share,
 )
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, warn, workspace_option
 from taskonomy_db.published import DATA_SIZES, import_published, set_active
@@ -157,6 +158,13 @@ def _echo_intervals(workspace: Workspace, target: str | None, order: int | None,
         " buildings",
         err=True,
     )
+    n_seeds, share = seed_share(workspace.db)
+    if share is not None:
+        click.echo(
+            f"readout seeds: {n_seeds} per source set, their losses averaged; the seeds make {share:.0%} of an"
+            " affinity's variance (median; view affinity_variance), the test buildings the rest",
+            err=True,
+        )
     click.echo(render_rows(rows, ["target", "sources", "order", "kind", *STATISTICS, "replicates"], fmt))
 
 

@@ -71,6 +71,12 @@ def _names(values: tuple[str, ...]) -> list[str]:
     help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1.",
 )
 @click.option("--baselines", default=None, help=f"Comma-separated subset of {','.join(BASELINES)}; 'none' for none.")
+@click.option(
+    "--seeds",
+    type=setting_type("transfer", "seeds"),
+    default=None,
+    help="Readouts per source set, each with its own seed; the affinities average their per-image losses.",
+)
 @click.option("--seed", type=int, default=None, help="Seed (default: the study seed).")
 @click.option(
     "--workers",
@@ -91,6 +97,7 @@ def transfer_command(
     max_order: int | None,
     beam: int | None,
     baselines: str | None,
+    seeds: int | None,
     seed: int | None,
     workers: int | None,
     output_format: str,
@@ -103,11 +110,17 @@ def transfer_command(
     tdb.toml's [transfer] section; options override them for this run. Finished transfers are skipped, so an
     interrupted run resumes where it stopped. Prints what was done, failed and skipped.
 
+    With --seeds N every source set (and the scratch and random baselines) gets N readouts with seeds of their
+    own; raising N keeps the readouts already trained. The affinity views average their losses image by image,
+    and the affinity_variance view splits each affinity's variance into the seeds' part and the test images'.
+
     Example:
 
         tdb transfer --transfer-images 128 --max-order 2
 
         tdb transfer --targets depth_zbuffer,normal --baselines gold,random
+
+        tdb transfer --seeds 3
     """
     from taskonomy_db.transfer import run_transfers  # torch loads only when a transfer runs, not for --help
 
@@ -120,6 +133,7 @@ def transfer_command(
         "patience": patience,
         "max_order": max_order,
         "beam": beam,
+        "seeds": seeds,
         "seed": seed,
         "workers": workers,
     }

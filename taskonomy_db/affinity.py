@@ -87,6 +87,15 @@ def bootstrap_caveat(db: Database) -> tuple[int, int, str | None]:
     return replicates, buildings, why
 
 
+def seed_share(db: Database) -> tuple[int, float | None]:
+    """(readout seeds averaged, the median over measured affinities of the seeds' share of their variance) from
+    the view affinity_variance; (1, None) for a single-seed study, without computing the bootstrap."""
+    n_seeds = db.scalar("select coalesce(max(n_seeds), 1) from affinity_candidates")
+    if n_seeds < 2:
+        return n_seeds, None
+    return n_seeds, db.scalar("select median(seed_share) from affinity_variance")
+
+
 def affinity_intervals(db: Database, target: str | None = None, order: int | None = None) -> list[dict[str, Any]]:
     """`affinity_rows` of the measured transfers with each statistic's building-bootstrap interval: columns
     <statistic>_low and <statistic>_high for affinity, quality and gain, and how many replicates measured them

@@ -48,6 +48,7 @@ class TransferJob:
     sources: tuple[str, ...]
     order: int
     seed: int
+    seed_index: int = 0  # which of the source set's `[transfer] seeds` readouts
 
 
 @dataclass(frozen=True)

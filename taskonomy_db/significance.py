@@ -66,7 +66,7 @@ def cross_fitted_sweep(
 ) -> list[CrossFitCell]:
     """Structure significance of every (budget, maximum order), cross-fitted over two halves of the test
     buildings (see the module's docstring), for the workspace's measured transfers."""
-    ids = db.query("select transfer_id from affinity_candidates").column("transfer_id").to_pylist()
+    ids = db.query("select transfer_id from candidate_transfers").column("transfer_id").to_pylist()
     if not ids:
         raise SignificanceError("no measured transfers to cross-fit; run `tdb transfer` first")
     halves = building_halves(db, seed)

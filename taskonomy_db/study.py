@@ -76,13 +76,19 @@ class Study:
             raise ValueError(f"statistic must be affinity, quality or gain, got {statistic!r}")
         return self._frame(f"select * from {statistic}_ci order by target, sources")
 
+    def variance(self) -> pl.DataFrame:
+        """Each measured affinity's variance split in two (view affinity_variance): target, sources, order, kind,
+        affinity, n_seeds, seed_variance (from the readout seeds; null with one), image_variance (from the test
+        buildings, by the bootstrap), seed_share."""
+        return self._frame("select * from affinity_variance order by target, sources")
+
     def losses(self, target: str | None = None, kind: str | None = None) -> pl.DataFrame:
-        """Per-image test losses of the done transfers: transfer_id, target, sources, order, kind, image_id,
-        loss; `target` and `kind` ('transfer', 'gold', 'scratch', 'random') filter."""
+        """Per-image test losses of the done transfers: transfer_id, target, sources, order, kind, seed_index,
+        image_id, loss; `target` and `kind` ('transfer', 'gold', 'scratch', 'random') filter."""
         return self._frame(
             """
             select transfers.transfer_id, transfers.target, transfers.sources, transfers."order", transfers.kind,
-                losses.image_id, losses.loss
+                transfers.seed_index, losses.image_id, losses.loss
             from losses inner join transfers using (transfer_id)
             where transfers.status = 'done' and ($target is null or transfers.target = $target)
                 and ($kind is null or transfers.kind = $kind)

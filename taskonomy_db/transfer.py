@@ -50,6 +50,7 @@ from taskonomy_db.transfer_jobs import run_job
 from taskonomy_db.transfer_settings import (
     RESULT_SETTINGS,
     derive_seed,
+    seeded_name,
     settings_digest,
     transfer_key,
     transfer_settings,
@@ -149,12 +150,20 @@ class TransferPlan:
     fingerprints: dict[str, str]
     images: TransferImages
 
-    def job(self, kind: str, target: str, sources: Sequence[str], order: int) -> TransferJob:
-        base = transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest)
+    def jobs(self, kind: str, target: str, sources: Sequence[str], order: int) -> list[TransferJob]:
+        """The source set's readouts, one per `[transfer] seeds` (gold, a trained network, has one)."""
+        n_seeds = 1 if kind == GOLD else int(self.settings["seeds"])
+        return [self.job(kind, target, sources, order, index) for index in range(n_seeds)]
+
+    def job(self, kind: str, target: str, sources: Sequence[str], order: int, seed_index: int = 0) -> TransferJob:
+        base = seeded_name(
+            transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest), seed_index
+        )
         inputs = {"transfer": sorted(sources), RANDOM: [RANDOM], GOLD: [f"{GOLD}:{target}"]}.get(kind, [])
         key = ":".join([base, *(self.fingerprints[name][:12] for name in inputs)])
         # Seeded by the key without fingerprints: a retrained encoder gets a new readout, not new random draws.
-        return TransferJob(key, kind, target, tuple(sorted(sources)), order, derive_seed(self.settings["seed"], base))
+        seed = derive_seed(self.settings["seed"], base)
+        return TransferJob(key, kind, target, tuple(sorted(sources)), order, seed, seed_index)
 
 
 def prepare_transfers(
@@ -232,6 +241,7 @@ def prepare_transfers(
     run_settings = {
         **{k: settings[k] for k in RESULT_SETTINGS},
         "seed": int(settings["seed"]),
+        "seeds": int(settings["seeds"]),
         "settings_hash": digest,
         "data_digest": images.digest,
         "image_set": images.digest,
@@ -291,17 +301,18 @@ def run_transfers(
         with workspace.run("transfer", plan.run_settings):
             record_image_set(workspace, plan.images)
             # Order 1: every source for every target, plus the baselines.
-            jobs = [plan.job("transfer", t, [s], 1) for t in targets for s in sources]
+            jobs = [job for t in targets for s in sources for job in plan.jobs("transfer", t, [s], 1)]
             for kind in plan.baselines:
-                jobs += [plan.job(kind, t, [kind], 1) for t in targets]
+                jobs += [job for t in targets for job in plan.jobs(kind, t, [kind], 1)]
             _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
             first_order_keys = [job.key for job in jobs]  # the baselines too: AHP ranks against them as well
             for order in range(2, int(settings["max_order"]) + 1):
                 ranking = first_order_ranking(workspace, first_order_keys)
                 jobs = [
-                    plan.job("transfer", t, chosen, order)
+                    job
                     for t in targets
                     for chosen in beam_source_sets(ranking.get(t, []), order, int(settings["beam"]))
+                    for job in plan.jobs("transfer", t, chosen, order)
                 ]
                 _execute(workspace, jobs, plan, executor, summary, progress, f"order {order}")
     summary.seconds = time.perf_counter() - started
@@ -378,18 +389,20 @@ def _execute(
 
 
 def group_jobs(jobs: Sequence[TransferJob], seed: int) -> list[ReadoutGroup | NetworkJob]:
-    """Readouts over the same input become one group (in a fixed order, so a resumed run forms the same groups);
-    each pixel baseline is its own job. Scratch networks go first: they are the longest."""
-    groups: dict[tuple[str, ...], list[TransferJob]] = defaultdict(list)
+    """Readouts over the same input and of the same seed index become one group (in a fixed order, so a resumed
+    run forms the same groups): the seeds of a source set draw their batches in orders of their own. Each pixel
+    baseline is its own job. Scratch networks go first: they are the longest."""
+    groups: dict[tuple[tuple[str, ...], int], list[TransferJob]] = defaultdict(list)
     singles: list[NetworkJob] = []
     for job in jobs:
         if job.kind in NETWORK_BASELINES:
             singles.append(NetworkJob(job))
         else:
             inputs = (RANDOM,) if job.kind == RANDOM else job.sources
-            groups[inputs].append(job)
+            groups[inputs, job.seed_index].append(job)
     work: list[ReadoutGroup | NetworkJob] = sorted(singles, key=lambda n: (n.job.kind != SCRATCH, n.job.key))
-    for inputs in sorted(groups):
-        members = tuple(sorted(groups[inputs], key=lambda j: j.key))
-        work.append(ReadoutGroup(inputs, members, derive_seed(seed, "batches:" + "+".join(inputs))))
+    for inputs, seed_index in sorted(groups):
+        members = tuple(sorted(groups[inputs, seed_index], key=lambda j: j.key))
+        batches = derive_seed(seed, seeded_name("batches:" + "+".join(inputs), seed_index))
+        work.append(ReadoutGroup(inputs, members, batches))
     return work

@@ -34,6 +34,9 @@ DEFAULT_TRANSFER_SETTINGS: dict[str, Any] = {
     "max_order": 2,
     "beam": 5,
     "baselines": list(BASELINES),
+    # Readouts per source set, each with its own derived seed; the affinity views average their per-image
+    # losses. Not part of the settings_hash: raising it keeps the readouts already trained and adds the others.
+    "seeds": 1,
     "workers": 0,  # 0 = one per core
 }
 # Only these change what a readout learns; the rest (which transfers, how fast) leave finished transfers valid.
@@ -103,6 +106,12 @@ def settings_digest(settings: dict[str, Any], data_digest: str, scratch_network:
 
 def transfer_key(kind: str, target: str, sources: Sequence[str], n_train_images: int, digest: str) -> str:
     return f"{kind}:{target}:{'+'.join(sorted(sources))}:{n_train_images}:{digest}"
+
+
+def seeded_name(name: str, seed_index: int) -> str:
+    """What a seed of readout `seed_index` is derived from: `name` itself for the first, so a single-seed study
+    keeps the keys and seeds it always had."""
+    return name if seed_index == 0 else f"{name}:seed{seed_index}"
 
 
 def derive_seed(seed: int, name: str) -> int:

@@ -57,9 +57,9 @@ def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], r
             trained = job.kind != GOLD
             transfer_id = con.execute(
                 'insert into transfers (transfer_key, target, sources, "order", kind, n_train_images, status,'
-                " failure_reason, seed, settings_hash, settings, seconds_train, seconds_eval, started_at,"
+                " failure_reason, seed, seed_index, settings_hash, settings, seconds_train, seconds_eval, started_at,"
                 " finished_at, image_set, n_steps, best_step)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning transfer_id",
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning transfer_id",
                 [
                     job.key,
                     job.target,
@@ -70,6 +70,7 @@ def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], r
                     outcome.status,
                     outcome.failure_reason,
                     job.seed,
+                    job.seed_index,
                     run_settings["settings_hash"],
                     json.dumps(settings, sort_keys=True, default=str),
                     outcome.seconds_train,

@@ -98,6 +98,7 @@ TRANSFER_NUMBERS = {
             "readout_width",
             "max_order",
             "beam",
+            "seeds",
         )
     },
     "batch_size": Number(int, 2),  # the scratch network's batch norm needs two images

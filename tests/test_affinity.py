@@ -177,10 +177,10 @@ def test_repeated_transfer_counts_once_and_failed_ones_not_at_all(tmp_path):
     with workspace.db.transaction() as con:
         con.execute("update transfers set status = 'failed' where transfer_id = 1")  # gold failed
     insert_transfers(workspace, {"normal": {("gold",): rng.random(20)}})
-    candidates = workspace.db.query("select sources, transfer_id from affinity_candidates order by sources")
+    candidates = workspace.db.query("select sources, transfer_ids from affinity_candidates order by sources")
     assert candidates.to_pylist() == [
-        {"sources": ["gold"], "transfer_id": 4},
-        {"sources": ["reshading"], "transfer_id": 3},
+        {"sources": ["gold"], "transfer_ids": [4]},
+        {"sources": ["reshading"], "transfer_ids": [3]},
     ]
 
 
@@ -192,12 +192,12 @@ def test_candidates_of_a_target_come_from_its_latest_settings(tmp_path):
     # normal measured again with other settings (say more transfer images), for two of its sources only
     insert_transfers(workspace, {"normal": {("gold",): rng.random(20), ("reshading",): rng.random(20)}}, "b")
     candidates = workspace.db.query(
-        "select target, sources, transfer_id from affinity_candidates order by target, sources"
+        "select target, sources, transfer_ids from affinity_candidates order by target, sources"
     ).to_pylist()
     assert candidates == [
-        {"target": "normal", "sources": ["gold"], "transfer_id": 5},
-        {"target": "normal", "sources": ["reshading"], "transfer_id": 6},
-        {"target": "reshading", "sources": ["normal"], "transfer_id": 4},
+        {"target": "normal", "sources": ["gold"], "transfer_ids": [5]},
+        {"target": "normal", "sources": ["reshading"], "transfer_ids": [6]},
+        {"target": "reshading", "sources": ["normal"], "transfer_ids": [4]},
     ]
 
 

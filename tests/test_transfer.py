@@ -330,10 +330,40 @@ def test_a_retrained_encoder_is_transferred_again_not_skipped(workspace):
     # The views serve the new transfers: one candidate per source set, the latest.
     served = stored(
         workspace,
-        """select transfers.transfer_key from affinity_candidates join transfers using (transfer_id)
+        """select transfers.transfer_key from candidate_transfers join transfers using (transfer_id)
            where transfers.sources = ['depth_zbuffer']""",
     )
     assert len(served) == len(TARGETS) and all(new_sha_prefix(workspace) in r["transfer_key"] for r in served)
+
+
+def test_seeds_add_readouts_of_their_own_and_keep_the_first(workspace):
+    settings = dict(FAST, max_order=1, baselines=["gold", "random"])
+    targets, sources = TARGETS[:2], ["class_scene", "normal"]
+    run_transfers(workspace, settings, targets, sources, progress=False)
+    first = losses_by_key(workspace)
+    summary = run_transfers(workspace, dict(settings, seeds=2), targets, sources, progress=False)
+    assert summary.counts[(1, "transfer")] == {"done": 4, "failed": 0, "skipped": 4}
+    assert summary.counts[(1, "random")] == {"done": 2, "failed": 0, "skipped": 2}
+    assert summary.counts[(1, "gold")] == {"done": 0, "failed": 0, "skipped": 2}  # one network, one loss
+    now = losses_by_key(workspace)
+    assert {key: now[key] for key in first} == first  # seed 0 is the single-seed study's readout, kept
+    rows = stored(
+        workspace,
+        "select target, sources, kind, list(seed order by seed_index) as seeds, list(transfer_key) as keys,"
+        " count(distinct settings_hash) as hashes from transfers group by all",
+    )
+    assert len(rows) == 2 * 4 and all(r["hashes"] == 1 for r in rows)
+    for row in rows:
+        if row["kind"] == "gold":
+            assert len(row["seeds"]) == 1
+            continue
+        assert len(row["seeds"]) == len(set(row["seeds"])) == 2
+        second = next(key for key in row["keys"] if key not in first)
+        assert now[second] != now[next(key for key in row["keys"] if key in first)]
+    n_seeds = stored(workspace, "select kind, n_seeds from affinity_candidates")
+    assert all(r["n_seeds"] == (1 if r["kind"] == "gold" else 2) for r in n_seeds)
+    rerun = run_transfers(workspace, dict(settings, seeds=2), targets, sources, progress=False)
+    assert rerun.counts[(1, "transfer")]["done"] == 0
 
 
 def new_sha_prefix(workspace: Workspace) -> str:
@@ -408,6 +438,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(workspace, args, message
     [
         ("transfer_images", "many", "[transfer] transfer_images must be an integer, got 'many'"),
         ("beam", 0, "[transfer] beam must be at least 1, got 0"),
+        ("seeds", 0, "[transfer] seeds must be at least 1, got 0"),
         ("weight_decay", -1.0, "[transfer] weight_decay must be at least 0, got -1.0"),
         ("baselines", "gold", "[transfer] baselines must be a list of names, got 'gold'"),
     ],

@@ -1,7 +1,7 @@
 -- Schema version 4: the paper's released affinities and win rates, imported with `tdb import-published`.
 -- Names are already mapped to this project's: dataset domain names, self -> gold, pixels -> scratch, sources sorted.
 -- Several data sizes may be imported; at most one is active, and while one is the affinity, quality and gain
--- views serve it instead of the workspace's measured transfers (see sql/25_intermediate_active_origin.sql).
+-- views serve it instead of the workspace's measured transfers (see the active_origin view).
 
 create table published_datasets (
     data varchar primary key check (data in ('1k', '16k', 'full')),

@@ -20,6 +20,7 @@ weighted as (
         sum(bootstrap_weights.weight * building_wins.n_images) * any_value(bootstrap_weights.scale) as n_images
     from building_wins
     inner join bootstrap_weights on bootstrap_weights.building = building_wins.building
+    where building_wins.seed_rank = 0
     group by bootstrap_weights.replicate, building_wins.target, building_wins.source_index_i,
         building_wins.source_index_j
 ),

@@ -4,21 +4,22 @@
 -- columns: target, source_index_i, source_index_j, sources_i, sources_j, is_ahp_pair (both are AHP candidates:
 --          neither is scratch), n_wins (images where i's loss is lower
 --          than j's, ties counted as half), n_images, win_rate (n_wins / n_images; 0.5 on the diagonal)
--- upstream: affinity_candidates, losses
+-- upstream: affinity_candidates, candidate_losses (seed rank 0: each candidate's losses averaged over its seeds)
 create or replace view pairwise_wins as
 with
 
 -- target_number: the heavy steps below group hundreds of millions of rows, faster by an integer than a string
 candidates as (
-    select dense_rank() over (order by target) as target_number, target, source_index, sources, is_ahp_candidate,
-        transfer_id
+    select dense_rank() over (order by target) as target_number, target, source_index, sources, is_ahp_candidate
     from affinity_candidates
 ),
 
-candidate_losses as not materialized (
-    select candidates.target_number, candidates.source_index, losses.image_id, losses.loss
-    from losses
-    inner join candidates on candidates.transfer_id = losses.transfer_id
+compared_losses as not materialized (
+    select candidates.target_number, candidates.source_index, candidate_losses.image_id, candidate_losses.loss
+    from candidate_losses
+    inner join candidates
+        on candidates.target = candidate_losses.target and candidates.source_index = candidate_losses.source_index
+    where candidate_losses.seed_rank = 0
 ),
 
 -- One pass over the losses: each candidate's losses in image order, plus a fingerprint of its image set
@@ -31,7 +32,7 @@ candidate_lists as (
         count(*) as n_images,
         sum(image_id) as image_id_sum,
         bit_xor(hash(image_id)) as image_id_hash
-    from candidate_losses
+    from compared_losses
     group by target_number, source_index
 ),
 
@@ -52,9 +53,9 @@ aligned_lists as (
 -- Targets whose candidates were tested on different images (not the case for `tdb transfer`, which tests every
 -- transfer of a target on the same images): keep only the images every candidate has, then list again.
 unaligned_losses as (
-    select candidate_losses.*
-    from candidate_losses
-    anti join aligned_targets on aligned_targets.target_number = candidate_losses.target_number
+    select compared_losses.*
+    from compared_losses
+    anti join aligned_targets on aligned_targets.target_number = compared_losses.target_number
 ),
 
 common_images as (
