@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,9 +17,14 @@ from tests.conftest import REPO, make_dataset
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy: setuptools builds in place and keeps build/ between builds, so a view file renamed
+    # since the last build would ship twice, under both names.
+    source = tmp_path_factory.mktemp("source") / "taskonomy-db"
+    skipped = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "dist")
+    shutil.copytree(REPO, source, ignore=skipped)
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
     )
