@@ -15,6 +15,7 @@ from pathlib import Path
 from bench_affinity import IMAGES_PER_BUILDING, generate
 
 N_TARGETS, N_SOURCES, N_IMAGES, REPLICATES = 17, 30, 432, 200
+N_SEEDS = 3
 GOAL_SECONDS = 30.0
 GOAL_STABILITY_SECONDS = 60.0
 BUDGET = 3
@@ -25,6 +26,42 @@ QUERIES = {
     "`gain_ci`": "select * from gain_ci",
     "point estimates (`measured_affinity`), for scale": "select * from measured_affinity",
 }
+
+
+SEEDED_QUERIES = {
+    f"all three (`bootstrap_intervals`), {N_SEEDS} readout seeds": "select * from bootstrap_intervals",
+    f"seed and image variance (`affinity_variance`), {N_SEEDS} readout seeds": "select * from affinity_variance",
+}
+
+
+def add_seeds(path: Path, n_seeds: int) -> Path:
+    """A copy of the study at `path` whose trained candidates have `n_seeds` readouts: seed 0's losses plus
+    uniform noise for each further seed (gold, one network, keeps one)."""
+    import duckdb
+
+    seeded = path.with_name("seeded.duckdb")
+    seeded.write_bytes(path.read_bytes())
+    with duckdb.connect(str(seeded)) as con:
+        con.execute("select setseed(0.24)")
+        offset = con.execute("select max(transfer_id) from transfers").fetchone()[0]
+        trained = "select transfer_id from transfers where kind <> 'gold' and seed_index = 0"
+        for index in range(1, n_seeds):
+            con.execute(
+                f"""
+                insert into transfers by name
+                select * replace (transfer_id + {offset * index} as transfer_id,
+                    transfer_key || ':seed{index}' as transfer_key, {index} as seed_index)
+                from transfers where transfer_id in ({trained})
+                """
+            )
+            con.execute(
+                f"""
+                insert into losses (transfer_id, image_id, loss)
+                select transfer_id + {offset * index}, image_id, loss + 0.5 * (random() - 0.5)
+                from losses where transfer_id in ({trained})
+                """
+            )
+    return seeded
 
 
 def child(path: str, sql: str) -> None:
@@ -73,13 +110,17 @@ def main() -> None:
         path = generate(Path(tmp), N_IMAGES, N_TARGETS, N_SOURCES)
         results = {label: measure(path, sql) for label, sql in QUERIES.items()}
         stability = measure(path, "stability")
+        seeded = add_seeds(path, N_SEEDS)
+        results |= {label: measure(seeded, sql) for label, sql in SEEDED_QUERIES.items()}
     lines = [
         "## Confidence intervals: the building bootstrap in SQL, default demo size",
         "",
         f"{N_TARGETS} targets x {N_SOURCES} candidates (gold, scratch and random included) x {N_IMAGES} test images "
         f"in {N_IMAGES // IMAGES_PER_BUILDING} buildings, synthetic losses; {REPLICATES} replicates, each drawing "
         "17 of the 18 buildings with replacement. Every query is the whole pipeline (per-building wins, replicate "
-        "weights, AHP per replicate and target, percentile intervals), in its own process.",
+        "weights, AHP per replicate and target, percentile intervals), in its own process. The seeded rows: the "
+        f"same study with {N_SEEDS} readouts per trained candidate (losses averaged per image; `affinity_variance` "
+        "adds the AHP of each seed alone).",
         "",
         "| query | rows | seconds | peak RSS (MiB) |",
         "|---|---:|---:|---:|",
