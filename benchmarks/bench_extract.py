@@ -15,7 +15,8 @@ import torch
 
 from taskonomy_db.models.export import export_encoder
 from taskonomy_db.models.networks import NetworkConfig, build_encoder
-from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS, network_config
+from taskonomy_db.settings import TrainSettings, as_dict
+from taskonomy_db.training import network_config
 
 THREADS = min(2, os.cpu_count() or 1)
 BATCH = 64
@@ -71,7 +72,7 @@ def matmul_peak() -> tuple[float, int]:
 
 def main() -> None:
     torch.set_num_threads(THREADS)
-    default = network_config(DEFAULT_TRAIN_SETTINGS)  # what `tdb train` builds without settings
+    default = network_config(as_dict(TrainSettings()))  # what `tdb train` builds without settings
     configs = {
         f"default ({default.input_size} px, width {default.width}, {default.norm} norm)": default,
         "default with group norm": dataclasses.replace(default, norm="group"),

@@ -152,7 +152,7 @@ def _echo_intervals(workspace: Workspace, target: str | None, order: int | None,
             low, high = row.pop(f"{statistic}_low"), row.pop(f"{statistic}_high")
             if row[statistic] is not None and low is not None:
                 row[statistic] = f"{row[statistic]:.4f} [{low:.4f}, {high:.4f}]"
-    level = workspace.settings["analysis"]["level"]
+    level = workspace.settings.analysis.level
     click.echo(
         f"origin: measured; {level * 100:g}% intervals from {replicates} replicates resampling {buildings} test"
         " buildings",

@@ -21,7 +21,8 @@ import click
 
 from taskonomy_db import __version__
 from taskonomy_db.errors import TdbError
-from taskonomy_db.workspace import TRAIN_NUMBERS, TRANSFER_NUMBERS, Workspace
+from taskonomy_db.settings import Choice, Number, rule_of
+from taskonomy_db.workspace import Workspace
 
 
 class OneLineUsageError(click.UsageError):
@@ -157,7 +158,11 @@ class FiniteFloat(click.FloatRange):
 def setting_type(section: str, key: str) -> click.ParamType:
     """The click type of a flag that overrides tdb.toml's [section] key: the bounds the file's value is checked
     against, so the flag and the file refuse the same values (the flag's as a usage error, exit 2)."""
-    rule = {"train": TRAIN_NUMBERS, "transfer": TRANSFER_NUMBERS}[section][key]
+    rule = rule_of(section, key)
+    if isinstance(rule, Choice):
+        return click.Choice(rule.values)
+    if not isinstance(rule, Number):
+        raise TypeError(f"[{section}] {key} has no flag type")
     if rule.kind is int:
         return click.IntRange(min=int(rule.minimum), min_open=rule.above)
     return FiniteFloat(min=rule.minimum, min_open=rule.above)

@@ -1,4 +1,5 @@
-"""docs/cli.md: every command's `--help`, generated so that it cannot drift from the code.
+"""docs/cli.md: every command's `--help` and every tdb.toml setting, generated so that it cannot drift from the
+code.
 
     python -m taskonomy_db.cli.docs > docs/cli.md
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import click
 
 from taskonomy_db.cli import cli
+from taskonomy_db.settings import reference
 
 WIDTH = 100  # fixed, so the text does not depend on the terminal that generated it
 
@@ -37,6 +39,19 @@ def render() -> str:
     ]
     for name in sorted(cli.commands):
         parts += ["", f"## `tdb {name}`", "", "```text", _help(cli.commands[name], name, root), "```"]
+    parts += [
+        "",
+        "## `tdb.toml` settings",
+        "",
+        "Each workspace's `tdb.toml`, checked when any command opens the workspace; a flag of the same name"
+        " overrides a setting for one run and refuses the same values (taskonomy_db.settings).",
+        "",
+        "| section | key | default | values | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for row in reference():
+        cells = [f"[{row['section']}]", f"`{row['key']}`", f"`{row['default']}`", row["rule"], row["about"]]
+        parts.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(parts) + "\n"
 
 

@@ -18,11 +18,10 @@ from taskonomy_db.cli.app import (
     workspace_option,
 )
 from taskonomy_db.ingest import SPLITS
+from taskonomy_db.settings import DTYPES, PROVIDERS
 
 # The library modules import torch and onnxruntime, which take seconds to load: they are imported inside the
 # commands so that every other `tdb` command starts fast. These mirror taskonomy_db.extract's choices.
-PROVIDERS = ("auto", "cpu", "cuda")
-DTYPES = ("float16", "float32")
 
 
 def _floats3(value: str | None) -> tuple[float, float, float] | None:
@@ -55,6 +54,7 @@ def _floats3(value: str | None) -> tuple[float, float, float] | None:
 )
 @click.option(
     "--norm",
+    type=setting_type("train", "norm"),
     default=None,
     help="Encoder normalisation, batch or group ([train] norm; batch folds into the convolutions at export).",
 )

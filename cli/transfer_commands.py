@@ -15,8 +15,7 @@ from taskonomy_db.cli.app import (
     setting_type,
     workspace_option,
 )
-
-BASELINES = ("gold", "scratch", "random")
+from taskonomy_db.settings import BASELINES
 
 
 def _names(values: tuple[str, ...]) -> list[str]:
@@ -30,7 +29,7 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one).")
 @click.option(
     "--train-split",
-    type=click.Choice(["val", "train"]),
+    type=setting_type("transfer", "train_split"),
     default=None,
     help="Split readouts and scratch train on (default val: no task network trained on it).",
 )

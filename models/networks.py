@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from taskonomy_db.settings import NORMS
 from taskonomy_db.tasks import LUMA_WEIGHTS, TaskSpec, grey
 
 ENCODER_STRIDE = 8
@@ -99,7 +100,7 @@ def create_decoder(output_kind: str, **cfg: Any) -> nn.Module:
 # export folds into the convolution before it, leaving a graph of convolutions and ReLUs that onnxruntime runs
 # more than twice as fast as the group-norm graph (benchmarks/RESULTS.md). Group norm normalises each image on
 # its own, so training and evaluation compute the same function, at the cost of a normalisation pass per layer.
-NORMS = ("batch", "group")
+# ([train] norm chooses; its choices, NORMS, live with the other settings.)
 
 
 def norm_layer(channels: int, kind: str) -> nn.Module:

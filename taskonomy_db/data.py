@@ -24,11 +24,10 @@ from taskonomy_db import encodings
 from taskonomy_db.atomic import atomic_path
 from taskonomy_db.errors import DataError
 from taskonomy_db.tasks import Batch, TaskSpec, get_task, grey
-from taskonomy_db.workspace import TRAIN_NUMBERS, Workspace
+from taskonomy_db.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
 SHARD_IMAGES = 512
-DEFAULT_IMAGE_SIZE = 64
 
 
 @dataclass
@@ -192,12 +191,8 @@ def load_rgb(workspace: Workspace, image_ids: Sequence[int], size: int, progress
 
 
 def image_size(workspace: Workspace) -> int:
-    """[train] image_size, checked: commands other than `tdb train` read it without the rest of [train]."""
-    size = workspace.settings.get("train", {}).get("image_size", DEFAULT_IMAGE_SIZE)
-    reason = TRAIN_NUMBERS["image_size"].check("[train] image_size", size)
-    if reason:
-        raise DataError(reason)
-    return int(size)
+    """[train] image_size: the side every command after training reads images at."""
+    return int(workspace.settings.train.image_size)
 
 
 # ---------------------------------------------------------------- decoding one image

@@ -397,7 +397,7 @@ def prepare_workspace(path: Path, profile: Profile, seed: int) -> Workspace:
     """Create the demo workspace with the profile's settings, or reopen one made by the same profile."""
     if (path / SETTINGS_FILE).is_file():
         workspace = Workspace.open(path)
-        made_by = workspace.settings.get("demo", {}).get("profile")
+        made_by = workspace.settings.demo.profile
         if made_by != profile.name:
             what = f"the {made_by} profile" if made_by else "something other than `tdb demo`"
             raise DemoError(f"{path} was made by {what}; use another workspace for the {profile.name} profile")

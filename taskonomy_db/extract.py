@@ -35,12 +35,12 @@ from taskonomy_db.data import SPLITS, image_rows, load_rgb
 from taskonomy_db.encoders import EncoderRecord, check_input_spec, registered_encoder, registered_encoders
 from taskonomy_db.errors import DataError, EncoderError
 from taskonomy_db.models.export import file_sha256
+from taskonomy_db.settings import PROVIDERS
 from taskonomy_db.workspace import Workspace
 
 PART_ROWS = 1024
 BATCH = 64
 DTYPES = {"float16": (np.float16, pa.float16()), "float32": (np.float32, pa.float32())}
-PROVIDERS = ("auto", "cpu", "cuda")
 _PART = re.compile(r"^part-(\d{5})\.parquet$")
 # What pyarrow raises for a truncated or corrupt file (ArrowInvalid, ArrowIOError, ...).
 _UNREADABLE = (pa.ArrowException, OSError)

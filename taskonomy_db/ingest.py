@@ -35,6 +35,7 @@ from taskonomy_db.layout import (
     parse_any_file_name,
     resolve_folder,
 )
+from taskonomy_db.settings import as_dict
 from taskonomy_db.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
@@ -185,7 +186,7 @@ def ingest_generated(workspace: Workspace, data_root: str | Path, split_file: Pa
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IngestError(f"{root} has no readable {MANIFEST}: not a dataset written by `tdb generate`") from error
     path = split_file or workspace.path("split.csv")
-    write_split_csv(path, balanced_split(buildings, workspace.settings["split"]))
+    write_split_csv(path, balanced_split(buildings, as_dict(workspace.settings.split)))
     return ingest(workspace, root, split_file=path)
 
 
@@ -350,7 +351,7 @@ def ingest(
             )
         split_source = f"{csv_path.resolve()} ({chosen_set})"
     else:
-        split_of = deterministic_split(buildings, workspace.settings["split"])
+        split_of = deterministic_split(buildings, as_dict(workspace.settings.split))
         split_source = "deterministic by building hash"
     skipped_buildings = [b for b in buildings if b not in split_of]
 

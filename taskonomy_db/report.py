@@ -367,9 +367,9 @@ def build_report(
     nav = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTIONS)
     document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Taskonomy report: {html.escape(workspace.settings['study']['name'])}</title>"
+        f"<title>Taskonomy report: {html.escape(workspace.settings.study.name)}</title>"
         f"<style>{_CSS}</style></head><body>"
-        f"<h1>Taskonomy report: {html.escape(workspace.settings['study']['name'])}</h1>"
+        f"<h1>Taskonomy report: {html.escape(workspace.settings.study.name)}</h1>"
         f'<p class="note">Affinities from <b>{html.escape(origin)}</b>; taskonomy-db {__version__};'
         f" written {datetime.now():%Y-%m-%d %H:%M}.</p><nav>{nav}</nav>" + "\n".join(parts) + "</body></html>\n"
     )

@@ -27,27 +27,12 @@ from tqdm import tqdm
 from taskonomy_db.atomic import atomic_path
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
-from taskonomy_db.models.networks import ENCODER_STRIDE, NORMS, NetworkConfig, TaskNetwork, create_task_network
+from taskonomy_db.models.networks import ENCODER_STRIDE, NetworkConfig, TaskNetwork, create_task_network
 from taskonomy_db.process_tuning import tuned
+from taskonomy_db.settings import as_dict, with_overrides
 from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
-from taskonomy_db.workspace import TRAIN_NUMBERS, Workspace, check_numbers
+from taskonomy_db.workspace import Workspace
 
-# The [train] section of tdb.toml; CLI flags override single keys. Sized for a 2-core CPU at 64 px. Epochs are
-# sized to the default dataset (576 views): 11 epochs there are the steps 16 took on 384 views, and with the
-# same steps the larger dataset more than doubled the depth networks' gain over the mean map (0.12 and 0.16
-# against 0.03 and 0.07).
-DEFAULT_TRAIN_SETTINGS: dict[str, Any] = {
-    "image_size": 64,
-    "epochs": 11,
-    "width": 16,
-    "depth": 1,
-    "representation_channels": 8,
-    "norm": "batch",  # the encoder's normalisation: batch (folded away at export) or group; models/networks.py
-    "batch_size": 16,
-    "learning_rate": 0.003,
-    "weight_decay": 0.0001,
-    "threads": 0,  # 0 = torch's default
-}
 EVAL_BATCH = 128
 # Bumped whenever the training procedure changes what a given [train] setting produces, so stored results
 # of an older recipe are retrained rather than skipped.
@@ -78,19 +63,14 @@ class TrainResult:
 
 
 def train_settings(workspace: Workspace, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults, then tdb.toml's [train], then non-None `overrides`."""
-    settings = dict(DEFAULT_TRAIN_SETTINGS)
-    settings.update(workspace.settings.get("train", {}))
-    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = set(settings) - set(DEFAULT_TRAIN_SETTINGS)
-    if unknown:
-        raise TrainingError(f"unknown [train] setting(s): {', '.join(sorted(unknown))}")
-    if settings["norm"] not in NORMS:
-        raise TrainingError(f"[train] norm must be one of {', '.join(NORMS)}, got {settings['norm']!r}")
-    check_numbers("train", settings, TRAIN_NUMBERS, TrainingError)
-    if settings["image_size"] % ENCODER_STRIDE:
-        raise TrainingError(f"[train] image_size must be a multiple of {ENCODER_STRIDE}, got {settings['image_size']}")
-    return settings
+    """tdb.toml's [train] (taskonomy_db.settings.TrainSettings) with the non-None `overrides` in place."""
+    try:
+        settings = with_overrides(workspace.settings.train, overrides, "train")
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+    if settings.image_size % ENCODER_STRIDE:
+        raise TrainingError(f"[train] image_size must be a multiple of {ENCODER_STRIDE}, got {settings.image_size}")
+    return as_dict(settings)
 
 
 def network_config(settings: dict[str, Any]) -> NetworkConfig:

@@ -4,7 +4,6 @@ and reports. Every command resolves one with `Workspace.open`."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import socket
@@ -12,7 +11,6 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -23,135 +21,15 @@ from taskonomy_db.atomic import atomic_path, process_alive, remove_stale_tempora
 from taskonomy_db.db import Database
 from taskonomy_db.errors import WorkspaceError
 from taskonomy_db.locking import writer_lock
+from taskonomy_db.settings import Settings, as_dict, parse_settings
 
 SETTINGS_FILE = "tdb.toml"
 DATABASE_FILE = "taskonomy.duckdb"
 SUBDIRS = ("models", "representations", "reports")
 
-DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
-    "study": {"name": "study", "seed": 0},
-    "split": {"train": 0.7, "val": 0.15, "test": 0.15},
-    # The building bootstrap behind every confidence interval: replicates (0: none), interval level, draw seed;
-    # and the win rates' smoothing: 0 clips them to [0.001, 0.999] as the paper did, a > 0 is (wins + a) / (n + 2a).
-    "analysis": {"bootstrap": 200, "level": 0.95, "seed": 0, "smoothing": 0.0},
-}
-
-
-@dataclass(frozen=True)
-class Number:
-    """What one numeric setting of tdb.toml must be: an int (or any real number, for float) of at least
-    `minimum`, or above it when `above`, and below `below` when given."""
-
-    kind: type
-    minimum: float
-    above: bool = False
-    below: float | None = None
-
-    def check(self, where: str, value: Any) -> str | None:
-        """Why `value` is not such a number, or None when it is."""
-        whole = self.kind is int
-        if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
-            return f"{where} must be {'an integer' if whole else 'a number'}, got {value!r}"
-        if not math.isfinite(value):  # TOML has nan and inf; neither is a fraction, a rate or a size
-            return f"{where} must be a finite number, got {value!r}"
-        if value < self.minimum or (self.above and value == self.minimum):
-            bound = f"above {self.minimum:g}" if self.above else f"at least {self.minimum:g}"
-            return f"{where} must be {bound}, got {value!r}"
-        if self.below is not None and value >= self.below:
-            return f"{where} must be below {self.below:g}, got {value!r}"
-        return None
-
-
-ANY_INTEGER = Number(int, -(2**63))  # a seed
-
-
-@dataclass(frozen=True)
-class Text:
-    """A setting of tdb.toml that must be a string."""
-
-    def check(self, where: str, value: Any) -> str | None:
-        return None if isinstance(value, str) else f"{where} must be a string, got {value!r}"
-
-
-# The rules of the numeric [train] and [transfer] settings. They live here, away from the torch-importing
-# modules that apply them, so the CLI can give each overriding flag the same bounds without importing torch.
-TRAIN_NUMBERS = {
-    "image_size": Number(int, 8),
-    "epochs": Number(int, 1),
-    "width": Number(int, 1),
-    "depth": Number(int, 0),
-    "representation_channels": Number(int, 1),
-    "batch_size": Number(int, 2),
-    "learning_rate": Number(float, 0, above=True),
-    "weight_decay": Number(float, 0),
-    "threads": Number(int, 0),
-}
-TRANSFER_NUMBERS = {
-    **{
-        key: Number(int, 1)
-        for key in (
-            "transfer_images",
-            "holdout_images",
-            "max_steps",
-            "eval_every",
-            "patience",
-            "readout_width",
-            "max_order",
-            "beam",
-            "seeds",
-        )
-    },
-    "batch_size": Number(int, 2),  # the scratch network's batch norm needs two images
-    "learning_rate": Number(float, 0, above=True),
-    "weight_decay": Number(float, 0),
-    "workers": Number(int, 0),
-    "seed": ANY_INTEGER,
-}
-
-
-# What each section of tdb.toml may hold, every key listed, except [train] and [transfer]: the commands that read
-# those check them (they know every key, and this module may not import them: torch comes with them).
-SETTING_RULES: dict[str, dict[str, Number | Text]] = {
-    "study": {"name": Text(), "seed": ANY_INTEGER},
-    "split": {split: Number(float, 0) for split in ("train", "val", "test")},
-    "analysis": {
-        "bootstrap": Number(int, 0, below=1_000_001),
-        "level": Number(float, 0, above=True, below=1),
-        "seed": ANY_INTEGER,
-        "smoothing": Number(float, 0),
-    },
-    "demo": {"profile": Text()},
-}
-CHECKED_BY_THEIR_COMMANDS = ("train", "transfer")
-SECTIONS = ("study", "split", "train", "transfer", "analysis", "demo")  # every section, in the order tdb.toml has them
-
-
-def check_settings(settings: dict[str, Any]) -> str | None:
-    """Why tdb.toml's parsed `settings` are unusable (an unknown section or key, a value of the wrong type or
-    out of range), or None: checked when a workspace opens, so no command starts work on a bad file."""
-    for section, values in settings.items():
-        if section not in SECTIONS:
-            return f"unknown section [{section}]; the sections are {', '.join(f'[{s}]' for s in SECTIONS)}"
-        if not isinstance(values, dict):
-            return f"top-level key {section!r} must be a table ([{section}])"
-        rules = SETTING_RULES.get(section)
-        for key, value in values.items() if rules is not None else ():
-            if key not in rules:
-                return f"unknown setting [{section}] {key}; [{section}] has {', '.join(rules)}"
-            reason = rules[key].check(f"[{section}] {key}", value)
-            if reason:
-                return reason
-    return None
-
-
-def check_numbers(section: str, settings: dict[str, Any], rules: dict[str, Number], error: type[Exception]) -> None:
-    """Raise `error` naming the first setting of `section` that breaks its rule (a wrong type or a bad value in
-    tdb.toml would otherwise surface as a traceback deep inside the work, after it had started)."""
-    for key, rule in rules.items():
-        if key in settings:
-            reason = rule.check(f"[{section}] {key}", settings[key])
-            if reason:
-                raise error(reason)
+# The sections `tdb init` writes in full, so a new study's file shows what they hold; [train] and [transfer]
+# hold only what was set, so a study takes a later version's defaults for the rest.
+WRITTEN_AT_INIT = ("study", "split", "analysis")
 
 
 def resolve_path(path: str | Path | None) -> Path:
@@ -207,6 +85,7 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.db = Database(root / DATABASE_FILE)
+        self._settings: Settings | None = None
 
     @classmethod
     def init(cls, path: str | Path, name: str | None = None, seed: int = 0) -> Workspace:
@@ -218,7 +97,8 @@ class Workspace:
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root} exists and is not a directory")
         created = not root.exists()
-        settings = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
+        defaults = Settings()
+        settings = {section: as_dict(getattr(defaults, section)) for section in WRITTEN_AT_INIT}
         settings["study"]["name"] = name or root.resolve().name
         settings["study"]["seed"] = seed
         workspace = cls(root)
@@ -264,29 +144,38 @@ class Workspace:
         return workspace
 
     @property
-    def settings(self) -> dict[str, dict[str, Any]]:
+    def settings(self) -> Settings:
+        """tdb.toml, typed and checked: read once, when first asked for (`Workspace.open` asks)."""
+        if self._settings is None:
+            self._settings = self._parse(self._read_settings())
+        return self._settings
+
+    def _read_settings(self) -> dict[str, dict[str, Any]]:
+        """What tdb.toml holds, as written (no defaults added)."""
         path = self.root / SETTINGS_FILE
         try:
-            loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+            return tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
             raise WorkspaceError(f"cannot read {path}: {error.strerror or error}") from error
         except UnicodeDecodeError as error:
             raise WorkspaceError(f"{path}: not UTF-8 text (byte {error.start})") from error
         except tomllib.TOMLDecodeError as error:  # its message names the line and column
             raise WorkspaceError(f"{path}: {error}") from error
-        reason = check_settings(loaded)
-        if reason:
-            raise WorkspaceError(f"{path}: {reason}")
-        merged = {section: dict(values) for section, values in DEFAULT_SETTINGS.items()}
-        for section, values in loaded.items():
-            merged.setdefault(section, {}).update(values)
-        return merged
+
+    def _parse(self, loaded: dict[str, dict[str, Any]]) -> Settings:
+        try:
+            return parse_settings(loaded)
+        except ValueError as error:
+            raise WorkspaceError(f"{self.root / SETTINGS_FILE}: {error}") from None
 
     def update_settings(self, section: str, values: dict[str, Any]) -> None:
-        """Merge `values` into one section of tdb.toml, written atomically (replace, never half-written)."""
-        settings = self.settings
-        settings.setdefault(section, {}).update(values)
-        self._write_settings(settings)
+        """Merge `values` into one section of tdb.toml, written atomically (replace, never half-written); values
+        that break a setting's rule raise WorkspaceError and leave the file as it was."""
+        loaded = self._read_settings()
+        loaded.setdefault(section, {}).update(values)
+        settings = self._parse(loaded)
+        self._write_settings(loaded)
+        self._settings = settings
         self.db.variables = self.sql_variables()
 
     def _write_settings(self, settings: dict[str, dict[str, Any]]) -> None:
@@ -295,21 +184,17 @@ class Workspace:
 
     def sql_variables(self) -> dict[str, object]:
         """What the analysis views read with getvariable, from [analysis] (checked when the settings load)."""
-        analysis = self.settings["analysis"]
+        analysis = self.settings.analysis
         return {
-            "bootstrap_replicates": int(analysis["bootstrap"]),
-            "bootstrap_level": float(analysis["level"]),
-            "bootstrap_seed": int(analysis["seed"]),
-            "win_rate_smoothing": float(analysis["smoothing"]),
+            "bootstrap_replicates": int(analysis.bootstrap),
+            "bootstrap_level": float(analysis.level),
+            "bootstrap_seed": int(analysis.seed),
+            "win_rate_smoothing": float(analysis.smoothing),
         }
 
     @property
     def seed(self) -> int:
-        seed = self.settings["study"]["seed"]
-        reason = ANY_INTEGER.check("[study] seed", seed)
-        if reason:
-            raise WorkspaceError(f"{self.root / SETTINGS_FILE}: {reason}")
-        return int(seed)
+        return int(self.settings.study.seed)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

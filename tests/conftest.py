@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import tomllib
 import zlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from taskonomy_db.layout import file_name, relative_path
-from taskonomy_db.workspace import Workspace
+from taskonomy_db.workspace import Workspace, dumps_toml
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO.parent / "shared" / "taskonomy-published"
@@ -156,3 +157,11 @@ def workspace(tmp_path: Path) -> Workspace:
 requires_published = pytest.mark.skipif(
     not PUBLISHED.is_dir(), reason=f"the paper's published data is not at {PUBLISHED}"
 )
+
+
+def hand_edit(workspace: Workspace, section: str, key: str, value: object) -> None:
+    """Set a value in tdb.toml as a user editing the file would: unchecked (update_settings refuses bad ones)."""
+    path = workspace.root / "tdb.toml"
+    settings = tomllib.loads(path.read_text())
+    settings.setdefault(section, {})[key] = value
+    path.write_text(dumps_toml(settings))

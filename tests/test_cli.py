@@ -95,11 +95,20 @@ def test_a_bare_tdb_still_shows_the_help():
 def test_setting_flags_refuse_exactly_what_tdb_toml_refuses():
     # Each [train]/[transfer] flag takes its bounds from the rule tdb.toml is checked against, so a value is
     # either refused by both (flag: exit 2; file: a one-line error naming the key) or by neither.
-    from taskonomy_db.cli.app import setting_type
-    from taskonomy_db.workspace import TRAIN_NUMBERS, TRANSFER_NUMBERS
+    import dataclasses
 
-    for section, rules in (("train", TRAIN_NUMBERS), ("transfer", TRANSFER_NUMBERS)):
-        for key, rule in rules.items():
+    from taskonomy_db.cli.app import setting_type
+    from taskonomy_db.settings import Choice, Number, TrainSettings, TransferSettings
+
+    for section, fields in (("train", TrainSettings), ("transfer", TransferSettings)):
+        for spec in dataclasses.fields(fields):
+            key, rule = spec.name, spec.metadata["rule"]
+            if isinstance(rule, Choice):
+                choice = setting_type(section, key)
+                assert isinstance(choice, click.Choice) and tuple(choice.choices) == rule.values
+                continue
+            if not isinstance(rule, Number):
+                continue
             kind = setting_type(section, key)
             step = 1 if rule.kind is int else 0.5
             for value in (rule.minimum - step, rule.minimum, rule.minimum + step):

@@ -210,9 +210,9 @@ def test_default_profile_is_what_generate_and_train_do_by_default():
     from dataclasses import asdict
 
     from taskonomy_db.generate import GenerateSettings
-    from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS
+    from taskonomy_db.settings import TrainSettings
 
     profile = PROFILES["default"]
     generated = asdict(GenerateSettings())
     assert profile.dataset == {key: generated[key] for key in profile.dataset}
-    assert profile.train == {key: DEFAULT_TRAIN_SETTINGS[key] for key in profile.train}
+    assert profile.train == {key: getattr(TrainSettings(), key) for key in profile.train}

@@ -213,10 +213,12 @@ def test_a_label_version_is_part_of_the_result_keys():
     from dataclasses import replace
 
     from taskonomy_db import tasks
-    from taskonomy_db.training import DEFAULT_TRAIN_SETTINGS, settings_hash
+    from taskonomy_db.settings import TrainSettings, as_dict
+    from taskonomy_db.training import settings_hash
     from taskonomy_db.transfer_settings import RESULT_SETTINGS, settings_digest
 
-    assert settings_hash(DEFAULT_TRAIN_SETTINGS, "splits", 1) != settings_hash(DEFAULT_TRAIN_SETTINGS, "splits", 2)
+    defaults = as_dict(TrainSettings())
+    assert settings_hash(defaults, "splits", 1) != settings_hash(defaults, "splits", 2)
     settings = dict.fromkeys(RESULT_SETTINGS, 1) | {"seed": 0}
     before_digest, before = tasks.label_versions_digest(), settings_digest(settings, "data", {})
     spec = tasks.get_task("normal")

@@ -31,6 +31,7 @@ from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
 from taskonomy_db.transfer import beam_source_sets, run_transfers
 from taskonomy_db.transfer_store import first_order_ranking
 from taskonomy_db.workspace import Workspace
+from tests.conftest import hand_edit
 from tests.test_affinity import numpy_ahp
 from tests.test_models import export_tiny
 
@@ -303,7 +304,7 @@ def test_patience_counts_evaluations_without_improvement():
 
 
 def test_retired_epochs_setting_says_what_replaced_it(workspace):
-    workspace.update_settings("transfer", {"epochs": 12})
+    hand_edit(workspace, "transfer", "epochs", 12)
     result = CliRunner().invoke(cli, ["transfer", "-w", str(workspace.root)])
     assert result.exit_code == 1 and "[transfer] epochs is no longer a setting" in result.output
     assert "max_steps" in result.output and result.output.count("\n") == 1
@@ -444,10 +445,10 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(workspace, args, message
     ],
 )
 def test_bad_transfer_settings_in_tdb_toml_are_one_line_and_write_nothing(workspace, key, value, message):
-    workspace.update_settings("transfer", {key: value})
     runs_before = workspace.db.scalar("select count(*) from runs")
+    hand_edit(workspace, "transfer", key, value)
     result = CliRunner().invoke(cli, ["transfer", "-w", str(workspace.root)])
-    assert result.exit_code == 1 and result.output == f"Error: {message}\n"
+    assert result.exit_code == 1 and result.output == f"Error: {workspace.root / 'tdb.toml'}: {message}\n"
     assert workspace.db.scalar("select count(*) from transfers") == 0
     assert workspace.db.scalar("select count(*) from runs") == runs_before
 

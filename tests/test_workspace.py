@@ -127,9 +127,14 @@ def test_a_view_dropped_by_hand_is_made_again_on_open(tmp_path):
 
 def test_settings_update_is_merged_and_malformed_file_is_reported(tmp_path):
     workspace = Workspace.init(tmp_path / "ws")
-    workspace.update_settings("train", {"epochs": 3, "tasks": ["normal", "depth_zbuffer"]})
-    assert workspace.settings["train"] == {"epochs": 3, "tasks": ["normal", "depth_zbuffer"]}
-    assert workspace.settings["split"]["train"] == 0.7
+    workspace.update_settings("train", {"epochs": 3, "norm": "group"})
+    assert (workspace.settings.train.epochs, workspace.settings.train.norm) == (3, "group")
+    assert workspace.settings.train.width == 16 and workspace.settings.split.train == 0.7
+    assert "width" not in (workspace.root / "tdb.toml").read_text()  # defaults of [train] are not pinned
+    before = (workspace.root / "tdb.toml").read_text()
+    with pytest.raises(WorkspaceError, match=r"\[train\] epochs must be at least 1, got 0"):
+        workspace.update_settings("train", {"epochs": 0})
+    assert (workspace.root / "tdb.toml").read_text() == before and workspace.settings.train.epochs == 3
     (workspace.root / "tdb.toml").write_text("[study\nseed = ")
     with pytest.raises(WorkspaceError, match="tdb.toml"):
         Workspace.open(workspace.root)
