@@ -182,8 +182,6 @@ def evidence_store(
                 chosen += " and image_id in (select unnest(?))"
                 losses = source.sql(chosen, params=[list(transfer_ids), list(image_ids)]).to_arrow_table()
         with store.transaction() as con:
-            con.register("copied_transfers", transfers)
-            con.register("copied_losses", losses)
-            con.execute("insert into transfers by name select * from copied_transfers")
-            con.execute("insert into losses by name select * from copied_losses")
+            con.insert("transfers", transfers)
+            con.insert("losses", losses)
         yield store

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -115,12 +115,12 @@ class Database:
         )
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self) -> Iterator[Writer]:
         """A write connection inside one transaction: everything in the block commits, or nothing does."""
         with self.connect() as con:
             con.execute("begin transaction")
             try:
-                yield con
+                yield Writer(con)
             except BaseException as error:
                 # A rollback that fails too (a corrupt block, a full disk) must not hide the error that caused it;
                 # closing the connection discards the uncommitted work either way.
@@ -264,6 +264,89 @@ class Database:
             """
         )
         return table.to_pylist()
+
+
+Rows = pa.Table | Sequence[Mapping[str, Any]]
+
+
+class Writer:
+    """A transaction's connection, with writes that name every column: rows go in by name (from an Arrow table
+    or dicts), so a migration that adds or reorders a column cannot shift values into the wrong one. Anything
+    else a connection does (a query, an UPDATE ... FROM where the SQL is the point) passes through."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        # Fetched to the end: DuckDB refuses other work on a connection (a register) while a result is pending.
+        self.con.execute(sql, list(params)).fetchall()
+
+    def insert(self, table: str, rows: Rows, replace: bool = False) -> int:
+        """Insert `rows` (insert or replace when `replace`, for a table with a key); returns how many."""
+        arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+        if arrow.num_rows == 0:
+            return 0
+        self.con.register("_writer_rows", arrow)
+        try:
+            verb = "insert or replace" if replace else "insert"
+            self._run(f"{verb} into {_identifier(table)} by name select * from _writer_rows")
+        finally:
+            self.con.unregister("_writer_rows")
+        return arrow.num_rows
+
+    def insert_one(
+        self, table: str, values: Mapping[str, Any], replace: bool = False, returning: str | None = None
+    ) -> Any:
+        """Insert one row given as column -> value; returns the `returning` column's value (a generated key)."""
+        columns = ", ".join(_identifier(c) for c in values)
+        placeholders = ", ".join("?" for _ in values)
+        verb = "insert or replace" if replace else "insert"
+        sql = f"{verb} into {_identifier(table)} ({columns}) values ({placeholders})"
+        if returning is None:
+            self._run(sql, list(values.values()))
+            return None
+        return self.con.execute(f"{sql} returning {_identifier(returning)}", list(values.values())).fetchall()[0][0]
+
+    def update(self, table: str, values: Mapping[str, Any], **where: Any) -> None:
+        """Set `values` on the rows whose columns equal `where` (every row when `where` is empty)."""
+        assignments = ", ".join(f"{_identifier(c)} = ?" for c in values)
+        condition, params = _where(where)
+        self._run(f"update {_identifier(table)} set {assignments}{condition}", [*values.values(), *params])
+
+    def count(self, table: str, **where: Any) -> int:
+        """How many rows' columns equal `where`."""
+        condition, params = _where(where)
+        return self.con.execute(f"select count(*) from {_identifier(table)}{condition}", params).fetchall()[0][0]
+
+    def delete(self, table: str, **where: Any) -> None:
+        """Delete the rows whose columns equal `where`."""
+        if not where:
+            raise ValueError("delete needs a condition; say which rows")
+        condition, params = _where(where)
+        self._run(f"delete from {_identifier(table)}{condition}", params)
+
+    def replace_rows(self, table: str, rows: Rows, **where: Any) -> int:
+        """Make the rows whose columns equal `where` exactly `rows`: delete them, insert these."""
+        self.delete(table, **where)
+        return self.insert(table, rows)
+
+
+def _identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):  # names come from code, never from input; a bad one is a bug
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+def _where(equal: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    if not equal:
+        return "", []
+    return " where " + " and ".join(f"{_identifier(c)} = ?" for c in equal), list(equal.values())
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> pa.Table:

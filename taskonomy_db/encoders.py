@@ -82,12 +82,8 @@ def _store(workspace: Workspace, record: EncoderRecord) -> EncoderRecord:
     record = EncoderRecord(**{**record.__dict__, "registered_at": datetime.now(), "skipped": False})
     values = {k: v for k, v in record.__dict__.items() if k != "skipped"}
     values["representation_shape"] = list(record.representation_shape)
-    columns = list(values)
     with workspace.db.transaction() as con:
-        con.execute(
-            f"insert or replace into encoders ({', '.join(columns)}) values ({', '.join('?' for _ in columns)})",
-            [values[c] for c in columns],
-        )
+        con.insert_one("encoders", values, replace=True)
     return record
 
 

@@ -251,21 +251,21 @@ def _prune(folder: Path, record: EncoderRecord, dtype: str) -> tuple[int, set[in
 
 def _record_part(workspace: Workspace, encoder: str, part: str, n_rows: int) -> None:
     with workspace.db.transaction() as con:
-        con.execute(
-            "insert or replace into representation_parts (encoder, part, n_rows, recorded_at) values (?, ?, ?, ?)",
-            [encoder, part, n_rows, datetime.now()],
+        con.insert_one(
+            "representation_parts",
+            {"encoder": encoder, "part": part, "n_rows": n_rows, "recorded_at": datetime.now()},
+            replace=True,
         )
 
 
 def _record_parts(workspace: Workspace, encoder: str, folder: Path) -> None:
     """Make the store's list of the encoder's parts what the folder now holds (all readable: just pruned)."""
-    rows = [(encoder, p.name, pq.read_metadata(p).num_rows, datetime.now()) for p in _parts(folder)]
+    rows = [
+        {"encoder": encoder, "part": p.name, "n_rows": pq.read_metadata(p).num_rows, "recorded_at": datetime.now()}
+        for p in _parts(folder)
+    ]
     with workspace.db.transaction() as con:
-        con.execute("delete from representation_parts where encoder = ?", [encoder])
-        if rows:
-            con.executemany(
-                "insert into representation_parts (encoder, part, n_rows, recorded_at) values (?, ?, ?, ?)", rows
-            )
+        con.replace_rows("representation_parts", rows, encoder=encoder)
 
 
 def recorded_encoders(workspace: Workspace) -> set[str]:

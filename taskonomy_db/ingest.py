@@ -388,25 +388,20 @@ def ingest(
             f"insert into images ({insert_columns}) select {insert_columns} from new_images"
             ' anti join images using (image_key) order by building, point, "view"'
         )
-        con.execute("delete from ingest_problems where data_root = ?", [data_root_text])
-        if scan.problems:
-            con.executemany(
-                "insert into ingest_problems (data_root, path, problem) values (?, ?, ?)",
-                [[data_root_text, path, problem] for path, problem in scan.problems],
-            )
-        con.execute(
-            "insert or replace into datasets"
-            " (data_root, layout, split_source, domains, n_images, ingested_at, unused_domains)"
-            " values (?, ?, ?, ?, ?, ?, ?)",
-            [data_root_text, layout, split_source, domains, len(keys), datetime.now(), scan.unused_domains],
-        )
         con.unregister("new_images")
-        con.execute("delete from nonfixated_views where data_root = ?", [data_root_text])
-        if nonfixated.num_rows:
-            con.register("new_nonfixated", nonfixated)
-            names = ", ".join(nonfixated.column_names)
-            con.execute(f"insert into nonfixated_views ({names}) select {names} from new_nonfixated")
-            con.unregister("new_nonfixated")
+        problems = [{"data_root": data_root_text, "path": path, "problem": problem} for path, problem in scan.problems]
+        con.replace_rows("ingest_problems", problems, data_root=data_root_text)
+        dataset = {
+            "data_root": data_root_text,
+            "layout": layout,
+            "split_source": split_source,
+            "domains": domains,
+            "n_images": len(keys),
+            "ingested_at": datetime.now(),
+            "unused_domains": scan.unused_domains,
+        }
+        con.insert_one("datasets", dataset, replace=True)
+        con.replace_rows("nonfixated_views", nonfixated, data_root=data_root_text)
 
     missing = Counter(d for k in keys for d in domains if d not in scan.files[k])
     return IngestReport(

@@ -194,19 +194,18 @@ def import_published(db: Database, root: Path, data: str) -> PublishedImport:
     targets = {r["target"] for r in rows}
     columns = ["data", "paper_key", "target", "sources", "order", "kind", "affinity", "quality", "gain"]
     with db.transaction() as con:
-        con.execute("delete from published_transfers where data = ?", [data])
-        con.execute("delete from published_datasets where data = ?", [data])
-        incoming = pa.Table.from_pylist(rows).select(columns)  # noqa: F841 - read by name in the SQL below
-        con.execute(
-            f"insert into published_transfers ({', '.join(_quote(c) for c in columns)})"
-            f" select {', '.join(_quote(c) for c in columns)} from incoming"
-        )
-        con.execute("update published_datasets set is_active = false")
-        con.execute(
-            "insert into published_datasets (data, source_path, n_transfers, n_targets, is_active, imported_at)"
-            " values (?, ?, ?, ?, true, ?)",
-            [data, source_path, len(rows), len(targets), datetime.now()],
-        )
+        con.replace_rows("published_transfers", pa.Table.from_pylist(rows).select(columns), data=data)
+        con.delete("published_datasets", data=data)
+        con.update("published_datasets", {"is_active": False})
+        dataset = {
+            "data": data,
+            "source_path": source_path,
+            "n_transfers": len(rows),
+            "n_targets": len(targets),
+            "is_active": True,
+            "imported_at": datetime.now(),
+        }
+        con.insert_one("published_datasets", dataset)
     return PublishedImport(
         data=data,
         source_path=source_path,
@@ -221,11 +220,8 @@ def set_active(db: Database, data: str | None) -> None:
     """Serve an imported data size from the views, or (None) go back to the workspace's measured transfers."""
     with db.transaction() as con:
         if data is not None:
-            found = con.execute("select count(*) from published_datasets where data = ?", [data]).fetchone()[0]
-            if not found:
+            if not con.count("published_datasets", data=data):
                 raise PublishedDataError(f"published data {data!r} is not imported; run `tdb import-published`")
-        con.execute("update published_datasets set is_active = coalesce(data = ?, false)", [data])
-
-
-def _quote(column: str) -> str:
-    return f'"{column}"'
+        con.update("published_datasets", {"is_active": False})
+        if data is not None:
+            con.update("published_datasets", {"is_active": True}, data=data)

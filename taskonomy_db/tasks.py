@@ -558,11 +558,5 @@ def label_versions_digest() -> str:
 
 def sync_tasks(workspace: Any) -> None:
     """Write the registry into the workspace's `tasks` table (insert or replace, one transaction)."""
-    rows = [spec.as_row() for spec in _REGISTRY.values()]
-    columns = list(rows[0])
-    placeholders = ", ".join("?" for _ in columns)
     with workspace.db.transaction() as con:
-        con.executemany(
-            f"insert or replace into tasks ({', '.join(columns)}) values ({placeholders})",
-            [[row[c] for c in columns] for row in rows],
-        )
+        con.insert("tasks", [spec.as_row() for spec in _REGISTRY.values()], replace=True)

@@ -387,35 +387,30 @@ def train_task(
     if next_path.is_file():
         next_path.replace(best_path)
     with workspace.db.transaction() as con:
-        con.execute("delete from training_epochs where task = ?", [task])
-        for epoch, train_loss, val_loss, elapsed in history:
-            con.execute(
-                "insert into training_epochs (task, epoch, train_loss, val_loss, is_best, seconds)"
-                " values (?, ?, ?, ?, ?, ?)",
-                [task, epoch, train_loss, val_loss, epoch == best_epoch, elapsed],
-            )
-        con.execute(
-            "insert or replace into gold_results (task, n_train_images, n_val_images, n_test_images, best_epoch,"
-            " n_epochs, test_loss, baseline_loss, beats_baseline, checkpoint_path, settings_hash, settings,"
-            " seconds_train, trained_at, network_sha256) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                task,
-                len(train),
-                len(val) if val is not train else 0,
-                len(test),
-                best_epoch,
-                epochs,
-                result.test_loss,
-                result.baseline_loss,
-                result.beats_baseline,
-                str(best_path.relative_to(workspace.root)),
-                digest,
-                json.dumps(settings, sort_keys=True),
-                seconds,
-                datetime.now(),
-                network_sha256(network),
-            ],
-        )
+        epoch_rows = [
+            {"task": task, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+             "is_best": epoch == best_epoch, "seconds": elapsed}
+            for epoch, train_loss, val_loss, elapsed in history
+        ]  # fmt: skip
+        con.replace_rows("training_epochs", epoch_rows, task=task)
+        gold = {
+            "task": task,
+            "n_train_images": len(train),
+            "n_val_images": len(val) if val is not train else 0,
+            "n_test_images": len(test),
+            "best_epoch": best_epoch,
+            "n_epochs": epochs,
+            "test_loss": result.test_loss,
+            "baseline_loss": result.baseline_loss,
+            "beats_baseline": result.beats_baseline,
+            "checkpoint_path": str(best_path.relative_to(workspace.root)),
+            "settings_hash": digest,
+            "settings": json.dumps(settings, sort_keys=True),
+            "seconds_train": seconds,
+            "trained_at": datetime.now(),
+            "network_sha256": network_sha256(network),
+        }
+        con.insert_one("gold_results", gold, replace=True)
     last_path.unlink(missing_ok=True)
     return result
 

@@ -9,7 +9,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +18,6 @@ from taskonomy_db.names import GOLD
 from taskonomy_db.readout import (
     BatchOrder,
     NetworkJob,
-    Patience,
     ReadoutGroup,
     Schedule,
     TransferContext,
@@ -27,6 +25,7 @@ from taskonomy_db.readout import (
     TransferOutcome,
     check_losses,
     train_readout_group,
+    train_until_stopped,
 )
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, per_image_losses
@@ -86,28 +85,34 @@ def _train_scratch(
     )
     generator = torch.Generator().manual_seed(job.seed)
     batches = BatchOrder(len(fit), schedule.batch_size, generator)
-    watch = Patience(schedule.patience)
     best = copy.deepcopy(network.state_dict())
-    step = 0
-    while step < schedule.max_steps and not watch.stopped:
-        step += 1
+
+    def step(active: list[int], n: int) -> dict[int, str] | None:
         rows = batches.next()
         if len(rows) < 2:  # batch norm needs two images
-            continue
+            return None
         network.train()
         batch = fit.batch(rows, train=True, generator=generator)
         loss = spec.loss(network(batch.inputs), batch.targets, batch.masks).mean()
         if not torch.isfinite(loss):
-            return network, f"diverged: training loss {loss.item()} at step {step}", step, watch.best_step
+            return {0: f"diverged: training loss {loss.item()} at step {n}"}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if schedule.evaluates_at(step):
-            value = float(per_image_losses(network, holdout).mean())
-            if watch.update(value if np.isfinite(value) else float("inf"), step):
-                best = copy.deepcopy(network.state_dict())
+        return {}
+
+    def keep(index: int) -> None:
+        nonlocal best
+        best = copy.deepcopy(network.state_dict())
+
+    def evaluate(active: list[int]) -> list[float]:
+        return [float(per_image_losses(network, holdout).mean())]
+
+    (watch,), (failure,), n_steps = train_until_stopped(schedule, 1, step, evaluate, keep)
+    if failure is not None:
+        return network, failure, n_steps, watch.best_step
     network.load_state_dict(best)
-    return network.eval(), None, step, watch.best_step
+    return network.eval(), None, n_steps, watch.best_step
 
 
 def run_job(context: TransferContext, item: ReadoutGroup | NetworkJob) -> list[TransferOutcome]:

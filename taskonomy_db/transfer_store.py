@@ -36,13 +36,8 @@ def record_image_set(workspace: Workspace, images: TransferImages) -> None:
         }
     )
     with workspace.db.transaction() as con:
-        con.register("new_image_set", rows)
-        con.execute(
-            "insert into transfer_image_sets by name select image_set, image_id, role from new_image_set"
-            " where not exists (select 1 from transfer_image_sets where image_set = ?)",
-            [images.digest],
-        )
-        con.unregister("new_image_set")
+        if not con.count("transfer_image_sets", image_set=images.digest):
+            con.insert("transfer_image_sets", rows)
 
 
 def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], run_settings: dict[str, Any]) -> None:
@@ -50,38 +45,32 @@ def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], r
     with workspace.db.transaction() as con:
         for outcome in outcomes:
             job = outcome.job
-            exists = con.execute("select count(*) from transfers where transfer_key = ?", [job.key]).fetchone()[0]
-            if exists:  # another process finished it meanwhile
+            if con.count("transfers", transfer_key=job.key):  # another process finished it meanwhile
                 continue
             settings = dict(run_settings, transfer_seed=job.seed)
             trained = job.kind != GOLD
-            transfer_id = con.execute(
-                'insert into transfers (transfer_key, target, sources, "order", kind, n_train_images, status,'
-                " failure_reason, seed, seed_index, settings_hash, settings, seconds_train, seconds_eval, started_at,"
-                " finished_at, image_set, n_steps, best_step)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning transfer_id",
-                [
-                    job.key,
-                    job.target,
-                    list(job.sources),
-                    job.order,
-                    job.kind,
-                    int(run_settings["transfer_images"]),
-                    outcome.status,
-                    outcome.failure_reason,
-                    job.seed,
-                    job.seed_index,
-                    run_settings["settings_hash"],
-                    json.dumps(settings, sort_keys=True, default=str),
-                    outcome.seconds_train,
-                    outcome.seconds_eval,
-                    outcome.started_at,
-                    outcome.finished_at,
-                    run_settings["image_set"] if trained else None,
-                    outcome.n_steps if trained else None,
-                    outcome.best_step if trained else None,
-                ],
-            ).fetchone()[0]
+            row = {
+                "transfer_key": job.key,
+                "target": job.target,
+                "sources": list(job.sources),
+                "order": job.order,
+                "kind": job.kind,
+                "n_train_images": int(run_settings["transfer_images"]),
+                "status": outcome.status,
+                "failure_reason": outcome.failure_reason,
+                "seed": job.seed,
+                "seed_index": job.seed_index,
+                "settings_hash": run_settings["settings_hash"],
+                "settings": json.dumps(settings, sort_keys=True, default=str),
+                "seconds_train": outcome.seconds_train,
+                "seconds_eval": outcome.seconds_eval,
+                "started_at": outcome.started_at,
+                "finished_at": outcome.finished_at,
+                "image_set": run_settings["image_set"] if trained else None,
+                "n_steps": outcome.n_steps if trained else None,
+                "best_step": outcome.best_step if trained else None,
+            }
+            transfer_id = con.insert_one("transfers", row, returning="transfer_id")
             if outcome.status != "done":
                 continue
             rows = pa.table(
@@ -91,9 +80,7 @@ def record_outcomes(workspace: Workspace, outcomes: Sequence[TransferOutcome], r
                     "loss": pa.array(outcome.losses.astype(np.float64)),
                 }
             )
-            con.register("new_losses", rows)
-            con.execute("insert into losses by name select transfer_id, image_id, loss from new_losses")
-            con.unregister("new_losses")
+            con.insert("losses", rows)
 
 
 def first_order_ranking(workspace: Workspace, keys: Sequence[str]) -> dict[str, list[str]]:

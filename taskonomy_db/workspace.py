@@ -219,20 +219,18 @@ class Workspace:
             stale = con.execute("select run_id, pid from runs where status = 'running' and host = ?", [host])
             for stale_id, pid in stale.fetchall():
                 if pid is not None and not process_alive(pid):
-                    con.execute("update runs set status = 'interrupted' where run_id = ?", [stale_id])
-            run_id = con.execute(
-                "insert into runs (command, version, git_commit, settings, started_at, status, pid, host)"
-                " values (?, ?, ?, ?, ?, 'running', ?, ?) returning run_id",
-                [
-                    command,
-                    __version__,
-                    git_commit(),
-                    json.dumps(settings or {}, default=str),
-                    datetime.now(),
-                    os.getpid(),
-                    host,
-                ],
-            ).fetchone()[0]
+                    con.update("runs", {"status": "interrupted"}, run_id=stale_id)
+            run = {
+                "command": command,
+                "version": __version__,
+                "git_commit": git_commit(),
+                "settings": json.dumps(settings or {}, default=str),
+                "started_at": datetime.now(),
+                "status": "running",
+                "pid": os.getpid(),
+                "host": host,
+            }
+            run_id = con.insert_one("runs", run, returning="run_id")
         status = "failed"
         try:
             yield run_id
@@ -242,7 +240,4 @@ class Workspace:
             raise
         finally:
             with self.db.transaction() as con:
-                con.execute(
-                    "update runs set finished_at = ?, status = ? where run_id = ?",
-                    [datetime.now(), status, run_id],
-                )
+                con.update("runs", {"finished_at": datetime.now(), "status": status}, run_id=run_id)

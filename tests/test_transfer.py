@@ -25,7 +25,8 @@ from taskonomy_db.executor import ProcessExecutor
 from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest_generated
-from taskonomy_db.readout import Labels, Patience, ReadoutBank, Samples, TransferError, at_samples
+from taskonomy_db.models.readout import ReadoutBank
+from taskonomy_db.readout import Labels, Patience, Samples, TransferError, at_samples
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, network_sha256, train_tasks
 from taskonomy_db.transfer import beam_source_sets, run_transfers
