@@ -41,6 +41,7 @@ INPUT_KINDS = ("rgb", "grey", "noisy_rgb", "masked_rgb", "tiles")
 # dense: (C,H,W) regression; dense_classes: per-pixel logits; embedding: per-pixel vectors for a metric loss;
 # distribution: (K,) logits against a soft label; classes: (K,) logits against one class index; vector: (K,)
 # regression (room layout, vanishing points).
+DERIVED_LABELS = ("rgb", "chroma", "permutation")
 OUTPUT_KINDS = ("dense", "dense_classes", "embedding", "distribution", "classes", "vector")
 
 DENOISING_SIGMA = 0.1
@@ -57,9 +58,10 @@ class Batch:
     masks: torch.Tensor | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskSpec:
-    """One task. Frozen: the registry is data, and every consumer reads the same entry."""
+    """One task. Frozen: the registry is data, and every consumer reads the same entry; registered by keyword,
+    so each registration says what every value is."""
 
     name: str
     group: str
@@ -85,6 +87,9 @@ class TaskSpec:
     # the stored label was computed from the rgb pixels themselves (edges, keypoints, superpixels).
     photometric: bool = True
     label_version: int = 1
+    # A label with no file (label_domain None), computed from the image: "rgb" (reconstruct the clean image),
+    # "chroma" (its YUV chroma) or "permutation" (the jigsaw's tile order, drawn with the input).
+    derived_label: str | None = None
     decoder: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -147,9 +152,9 @@ class TaskSpec:
 
         if self.label_domain is not None:
             targets = label
-        elif self.name == "colorization":
+        elif self.derived_label == "chroma":
             targets = chroma(rgb)
-        else:  # autoencoding, denoising, inpainting: reconstruct the clean image
+        else:  # "rgb": reconstruct the clean image
             targets = rgb
         if self.output_kind == "embedding":
             mask = sample_pixels(targets.shape, image_ids, train, generator)
@@ -321,6 +326,8 @@ def register_task(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task {spec.name}: unknown loss {spec.loss_name!r}")
     if (spec.label_domain is None) != (spec.decoder is None):
         raise ValueError(f"task {spec.name}: a stored label needs a decoder, and only a stored label has one")
+    if (spec.label_domain is None) != (spec.derived_label in DERIVED_LABELS):
+        raise ValueError(f"task {spec.name}: a label without a file is derived, one of {DERIVED_LABELS}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -352,123 +359,120 @@ def resolve_tasks(names: tuple[str, ...] | list[str] | None) -> list[TaskSpec]:
     return [get_task(n) for n in dict.fromkeys(names)]
 
 
-def _dense(
-    name: str,
-    group: str,
-    channels: int,
-    decoder: Callable,
-    masked: bool,
-    text: str,
-    loss: str = "l1",
-    label_version: int = 1,
-) -> None:
-    negates = (0,) if name == "normal" else ()
-    from_rgb_pixels = name in ("edge_texture", "keypoints2d")
+def _dense(name: str, loss_name: str = "l1", **data: Any) -> None:
+    """A dense regression task read from its own label file (`name`), as the original stored them."""
     register_task(
-        TaskSpec(
-            name,
-            group,
-            "rgb",
-            "dense",
-            channels,
-            name,
-            loss,
-            masked,
-            description=text,
-            mirror_negates=negates,
-            photometric=not from_rgb_pixels,
-            label_version=label_version,
-            decoder=decoder,
-        )
+        TaskSpec(name=name, input_kind="rgb", output_kind="dense", label_domain=name, loss_name=loss_name, **data)
     )
 
 
-_dense("depth_zbuffer", "3D", 1, labels.decode_depth, True, "z-buffer depth as log(1+units)/log(2^16), L1")
-_dense("depth_euclidean", "3D", 1, labels.decode_depth, True, "ray depth as log(1+units)/log(2^16), L1")
-_dense("normal", "3D", 3, labels.decode_normal, True, "camera-frame surface normals, L1")
-_dense("reshading", "3D", 1, labels.decode_reshading, True, "shading of the untextured geometry, L1")
+_DEPTH = "log(1+units)/log(2^16)"
+_dense(
+    "depth_zbuffer",
+    group="3D",
+    out_channels=1,
+    masked_by_depth=True,
+    decoder=labels.decode_depth,
+    description=f"z-buffer depth as {_DEPTH}, L1",
+)
+_dense(
+    "depth_euclidean",
+    group="3D",
+    out_channels=1,
+    masked_by_depth=True,
+    decoder=labels.decode_depth,
+    description=f"ray depth as {_DEPTH}, L1",
+)
+_dense(
+    "normal",
+    group="3D",
+    out_channels=3,
+    masked_by_depth=True,
+    decoder=labels.decode_normal,
+    mirror_negates=(0,),
+    description="camera-frame surface normals, L1",
+)
+_dense(
+    "reshading",
+    group="3D",
+    out_channels=1,
+    masked_by_depth=True,
+    decoder=labels.decode_reshading,
+    description="shading of the untextured geometry, L1",
+)
 _dense(
     "principal_curvature",
-    "3D",
-    2,
-    labels.decode_curvature,
-    True,
-    "k1, k2 in stored units standardised by the original's fixed means and stds, L2",
-    loss="l2",
+    group="3D",
+    out_channels=2,
+    masked_by_depth=True,
+    decoder=labels.decode_curvature,
+    loss_name="l2",
     label_version=2,
+    description="k1, k2 in stored units standardised by the original's fixed means and stds, L2",
 )
 _dense(
     "edge_occlusion",
-    "3D",
-    1,
-    labels.decode_edge_occlusion,
-    True,
-    "depth-discontinuity edges rescaled to [-1, 1] and Gaussian-blurred (sigma 4 px at 256 px), L1",
+    group="3D",
+    out_channels=1,
+    masked_by_depth=True,
+    decoder=labels.decode_edge_occlusion,
     label_version=2,
+    description="depth-discontinuity edges rescaled to [-1, 1] and Gaussian-blurred (sigma 4 px at 256 px), L1",
 )
-_dense("keypoints3d", "3D", 1, labels.decode_response, True, "NARF-like keypoint response on depth, L1")
-_dense("edge_texture", "2D", 1, labels.decode_response, False, "Canny edges of the rgb image, L1")
-_dense("keypoints2d", "2D", 1, labels.decode_response, False, "SURF-like keypoint response, L1")
+_dense(
+    "keypoints3d",
+    group="3D",
+    out_channels=1,
+    masked_by_depth=True,
+    decoder=labels.decode_response,
+    description="NARF-like keypoint response on depth, L1",
+)
+# Computed from the rgb pixels themselves: a photometric jitter of the input would not move the stored label.
+_dense(
+    "edge_texture",
+    group="2D",
+    out_channels=1,
+    decoder=labels.decode_response,
+    photometric=False,
+    description="Canny edges of the rgb image, L1",
+)
+_dense(
+    "keypoints2d",
+    group="2D",
+    out_channels=1,
+    decoder=labels.decode_response,
+    photometric=False,
+    description="SURF-like keypoint response, L1",
+)
 
-for _name, _group in (("segment_unsup2d", "2D"), ("segment_unsup25d", "3D")):
+_SEGMENT_TEXT = (
+    f"Felzenszwalb superpixels; the original's metric loss over all pairs of {SEGMENT_SAMPLED_PIXELS} sampled"
+    " pixels' embeddings"
+)
+for _name, _group, _photometric in (("segment_unsup2d", "2D", False), ("segment_unsup25d", "3D", True)):
     register_task(
-        TaskSpec(
-            _name,
-            _group,
-            "rgb",
-            "embedding",
-            SEGMENT_EMBEDDING_DIM,
-            _name,
-            "segment_metric",
-            photometric=_name != "segment_unsup2d",
-            label_version=2,
-            decoder=labels.decode_unsup,
-            description=f"Felzenszwalb superpixels; the original's metric loss over all pairs of "
-            f"{SEGMENT_SAMPLED_PIXELS} sampled pixels' embeddings",
-        )
-    )
+        TaskSpec(name=_name, group=_group, input_kind="rgb", output_kind="embedding",
+                 out_channels=SEGMENT_EMBEDDING_DIM, label_domain=_name, loss_name="segment_metric",
+                 photometric=_photometric, label_version=2, decoder=labels.decode_unsup, description=_SEGMENT_TEXT)
+    )  # fmt: skip
 
 register_task(
-    TaskSpec(
-        "segment_semantic",
-        "semantic",
-        "rgb",
-        "dense_classes",
-        len(encodings.SEMANTIC_CLASSES),
-        "segment_semantic",
-        "dense_cross_entropy",
-        label_version=2,
-        decoder=labels.decode_semantic,
-        description="per-pixel object class; softmax cross-entropy weighted by the class prior factor, "
-        "label 0 (uncertain) masked",
-    )
-)
-register_task(
-    TaskSpec(
-        "class_object",
-        "semantic",
-        "rgb",
-        "distribution",
-        len(encodings.OBJECT_CLASSES),
-        "class_object",
-        "soft_cross_entropy",
-        decoder=labels.decode_distribution,
-        description="distribution over object classes; cross-entropy against the soft label",
-    )
-)
-register_task(
-    TaskSpec(
-        "class_scene",
-        "semantic",
-        "rgb",
-        "distribution",
-        len(encodings.SCENE_CLASSES),
-        "class_scene",
-        "soft_cross_entropy",
-        decoder=labels.decode_distribution,
-        description="distribution over scene (room) types; cross-entropy against the soft label",
-    )
-)
+    TaskSpec(name="segment_semantic", group="semantic", input_kind="rgb", output_kind="dense_classes",
+             out_channels=len(encodings.SEMANTIC_CLASSES), label_domain="segment_semantic",
+             loss_name="dense_cross_entropy", label_version=2, decoder=labels.decode_semantic,
+             description="per-pixel object class; softmax cross-entropy weighted by the class prior factor, "
+             "label 0 (uncertain) masked")
+)  # fmt: skip
+for _name, _classes, _what in (
+    ("class_object", encodings.OBJECT_CLASSES, "object classes"),
+    ("class_scene", encodings.SCENE_CLASSES, "scene (room) types"),
+):
+    register_task(
+        TaskSpec(name=_name, group="semantic", input_kind="rgb", output_kind="distribution",
+                 out_channels=len(_classes), label_domain=_name, loss_name="soft_cross_entropy",
+                 decoder=labels.decode_distribution,
+                 description=f"distribution over {_what}; cross-entropy against the soft label")
+    )  # fmt: skip
 
 for _name, _decoder, _text in (
     (
@@ -479,74 +483,38 @@ for _name, _decoder, _text in (
     ("vanishing_point", labels.vanishing_point, "the canonical world's 3 axes in the camera frame, L2"),
 ):
     register_task(
-        TaskSpec(
-            _name,
-            "geometric",
-            "rgb",
-            "vector",
-            9,
-            "point_info",
-            "l2",
-            mirror=False,
-            label_version=2,
-            decoder=_decoder,
-            description=_text,
-        )
-    )
+        TaskSpec(name=_name, group="geometric", input_kind="rgb", output_kind="vector", out_channels=9,
+                 label_domain="point_info", loss_name="l2", mirror=False, label_version=2, decoder=_decoder,
+                 description=_text)
+    )  # fmt: skip
 
-register_task(TaskSpec("autoencoding", "2D", "rgb", "dense", 3, None, "l1", description="reconstruct rgb, L1"))
+# Labels derived from the rgb image itself (no label file): derived_label says which.
 register_task(
-    TaskSpec(
-        "denoising",
-        "2D",
-        "noisy_rgb",
-        "dense",
-        3,
-        None,
-        "l1",
-        description=f"clean rgb from rgb + N(0, {DENOISING_SIGMA}^2) noise, L1 (the paper's tree puts it apart)",
-    )
-)
+    TaskSpec(name="autoencoding", group="2D", input_kind="rgb", output_kind="dense", out_channels=3,
+             label_domain=None, loss_name="l1", derived_label="rgb", description="reconstruct rgb, L1")
+)  # fmt: skip
 register_task(
-    TaskSpec(
-        "colorization",
-        "2D",
-        "grey",
-        "dense",
-        2,
-        None,
-        "l1",
-        is_target=False,
-        description="YUV chroma from luminance, L1; source-only as in the paper",
-    )
-)
+    TaskSpec(name="denoising", group="2D", input_kind="noisy_rgb", output_kind="dense", out_channels=3,
+             label_domain=None, loss_name="l1", derived_label="rgb",
+             description=f"clean rgb from rgb + N(0, {DENOISING_SIGMA}^2) noise, L1 (the paper's tree puts it apart)")
+)  # fmt: skip
 register_task(
-    TaskSpec(
-        "inpainting",
-        "2D",
-        "masked_rgb",
-        "dense",
-        3,
-        None,
-        "l1",
-        is_target=False,
-        description="whole rgb from rgb with its central half-size square greyed out (inpainting_whole), L1; "
-        "source-only as in the paper",
-    )
-)
+    TaskSpec(name="colorization", group="2D", input_kind="grey", output_kind="dense", out_channels=2,
+             label_domain=None, loss_name="l1", derived_label="chroma", is_target=False,
+             description="YUV chroma from luminance, L1; source-only as in the paper")
+)  # fmt: skip
 register_task(
-    TaskSpec(
-        "jigsaw",
-        "geometric",
-        "tiles",
-        "classes",
-        JIGSAW_PERMUTATIONS,
-        None,
-        "cross_entropy",
-        is_target=False,
-        description="which of 100 fixed permutations shuffled the 3x3 tiles; softmax; source-only as in the paper",
-    )
-)
+    TaskSpec(name="inpainting", group="2D", input_kind="masked_rgb", output_kind="dense", out_channels=3,
+             label_domain=None, loss_name="l1", derived_label="rgb", is_target=False,
+             description="whole rgb from rgb with its central half-size square greyed out (inpainting_whole), L1; "
+             "source-only as in the paper")
+)  # fmt: skip
+register_task(
+    TaskSpec(name="jigsaw", group="geometric", input_kind="tiles", output_kind="classes",
+             out_channels=JIGSAW_PERMUTATIONS, label_domain=None, loss_name="cross_entropy",
+             derived_label="permutation", is_target=False,
+             description="which of 100 fixed permutations shuffled the 3x3 tiles; softmax; source-only as in the paper")
+)  # fmt: skip
 
 
 def label_versions_digest() -> str:

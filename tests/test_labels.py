@@ -319,3 +319,20 @@ def test_a_masked_loss_depends_on_the_prediction_exactly_where_the_mask_is_on(ta
     inside = spec.loss(nudged, target, mask)
     assert abs(inside[0].item() - before[0].item()) > 1e-3
     assert inside[1].item() == before[1].item()  # per image: the other image is untouched
+
+
+def test_the_registry_takes_behaviour_as_data_by_keyword():
+    import dataclasses
+
+    from taskonomy_db.tasks import TaskSpec, register_task
+
+    with pytest.raises(TypeError):  # positional fields would hide which value is which
+        TaskSpec("x", "2D", "rgb", "dense", 3, None, "l1")  # type: ignore[misc]
+    underived = dataclasses.replace(get_task("autoencoding"), name="autoencoding_copy", derived_label=None)
+    with pytest.raises(ValueError, match="a label without a file is derived"):
+        register_task(underived)
+    # colorization's target is the chroma of its image because its entry says so, not because of its name
+    rgb = torch.rand(2, 3, 8, 8)
+    batch = get_task("colorization").make_batch(rgb, None, None, torch.tensor([1, 2]), train=False)
+    assert batch.targets.shape[1] == 2 and get_task("colorization").derived_label == "chroma"
+    assert torch.equal(get_task("autoencoding").make_batch(rgb, None, None, torch.tensor([1, 2]), False).targets, rgb)
