@@ -19,20 +19,26 @@ from taskonomy_db.workspace import Workspace
 N_BUILDINGS, PER_BUILDING = 18, 24  # the default demo's test split
 
 
-def write_study(workspace: Workspace, losses: dict[str, dict[str, np.ndarray]]) -> None:
-    """Done transfers of every (target, source) with its losses on the test images of N_BUILDINGS buildings:
-    `losses[target][source]` holds one loss per image, buildings in turn, PER_BUILDING images each."""
-    n_images = N_BUILDINGS * PER_BUILDING
-    images = pa.table(
+def images_table(n_buildings: int, per_building: int) -> pa.Table:
+    """Rows of `images`: test images 1.. of buildings b00.., `per_building` each, in building order."""
+    n_images = n_buildings * per_building
+    return pa.table(
         {
             "image_id": pa.array(range(1, n_images + 1), pa.int32()),
-            "image_key": [f"b{i // PER_BUILDING:02d}/point_{i}_view_0" for i in range(n_images)],
-            "building": [f"b{i // PER_BUILDING:02d}" for i in range(n_images)],
+            "image_key": [f"b{i // per_building:02d}/point_{i}_view_0" for i in range(n_images)],
+            "building": [f"b{i // per_building:02d}" for i in range(n_images)],
             "point": pa.array(range(n_images), pa.int32()),
             "view": pa.array([0] * n_images, pa.int32()),
             "split": ["test"] * n_images,
         }
     )
+
+
+def write_study(workspace: Workspace, losses: dict[str, dict[str, np.ndarray]]) -> None:
+    """Done transfers of every (target, source) with its losses on the test images of N_BUILDINGS buildings:
+    `losses[target][source]` holds one loss per image, buildings in turn, PER_BUILDING images each."""
+    n_images = N_BUILDINGS * PER_BUILDING
+    images = images_table(N_BUILDINGS, PER_BUILDING)
     transfers, loss_rows = [], {"transfer_id": [], "image_id": [], "loss": []}
     for target, by_source in losses.items():
         for source, values in by_source.items():

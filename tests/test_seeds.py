@@ -9,7 +9,6 @@ import json
 from datetime import datetime, timedelta
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +16,7 @@ import taskonomy_db
 from taskonomy_db.cli import cli
 from taskonomy_db.workspace import Workspace
 from tests.test_affinity import numpy_ahp
+from tests.test_bootstrap import images_table
 
 N_BUILDINGS, PER_BUILDING = 8, 10
 N_IMAGES = N_BUILDINGS * PER_BUILDING
@@ -25,16 +25,7 @@ SOURCES = ["depth_zbuffer", "edge_texture", "normal", "reshading"]
 
 def write_seeds(workspace: Workspace, losses: dict[str, np.ndarray], target: str = "curvature") -> None:
     """Done transfers of `target`: `losses[source]` is seeds x images (gold: one row), buildings in turn."""
-    images = pa.table(
-        {
-            "image_id": pa.array(range(1, N_IMAGES + 1), pa.int32()),
-            "image_key": [f"b{i // PER_BUILDING}/point_{i}_view_0" for i in range(N_IMAGES)],
-            "building": [f"b{i // PER_BUILDING}" for i in range(N_IMAGES)],
-            "point": pa.array(range(N_IMAGES), pa.int32()),
-            "view": pa.array([0] * N_IMAGES, pa.int32()),
-            "split": ["test"] * N_IMAGES,
-        }
-    )
+    images = images_table(N_BUILDINGS, PER_BUILDING)
     start = datetime(2026, 1, 1)
     with workspace.db.transaction() as con:
         con.register("new_images", images)
