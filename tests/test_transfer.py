@@ -6,6 +6,7 @@ killed with SIGKILL and resumed giving the losses of an uninterrupted run."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -537,3 +538,43 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(workspace, tmp_p
     for key, rows in expected.items():
         assert resumed[key] == rows, key
     assert np.isfinite([loss for rows in resumed.values() for _, loss in rows]).all()
+
+
+def test_estimates_score_every_pair_on_transfer_training_images_and_meet_the_measured_ranking(workspace):
+    from taskonomy_db.estimate import _images, estimate
+
+    run_transfers(workspace, dict(FAST, max_order=1, baselines=[]), TARGETS[:2], progress=False)
+    summary = estimate(workspace, ["logme", "cka"], TARGETS[:2], n_images=64, progress=False)
+    sources = sorted(set(EXTRACTED) - {"random"})
+    assert len(summary.rows) == 2 * 2 * len(sources) and not summary.skipped
+    stored_rows = stored(workspace, "select method, target, sources[1] as source, score, n_images from estimates")
+    assert len(stored_rows) == len(summary.rows) and all(np.isfinite(r["score"]) for r in stored_rows)
+    ids, _ = _images(workspace, 64, need_buildings=False)
+    splits = stored(workspace, "select distinct split from images where image_id in (select unnest(?))", [ids.tolist()])
+    assert splits == [{"split": "val"}]  # never a test image
+    own = {r["target"]: r["score"] for r in stored_rows if r["method"] == "cka" and r["source"] == r["target"]}
+    assert own == pytest.approx(dict.fromkeys(TARGETS[:2], 1.0))  # a representation is itself
+    agreement = stored(workspace, "select method, target, spearman, n_sources from estimator_agreement")
+    assert {(r["method"], r["target"]) for r in agreement} == {(m, t) for m in ("logme", "cka") for t in TARGETS[:2]}
+    assert all(-1 <= r["spearman"] <= 1 and r["n_sources"] == len(sources) - 1 for r in agreement)
+    again = estimate(workspace, ["logme"], TARGETS[:1], n_images=64, progress=False)  # replaces, never duplicates
+    assert workspace.db.scalar("select count(*) from estimates") == len(summary.rows)
+    assert [r["score"] for r in again.rows] == [r["score"] for r in summary.rows[: len(again.rows)]]
+    result = CliRunner().invoke(cli, ["estimate", "--compare", "--format", "json", "-w", str(workspace.root)])
+    assert result.exit_code == 0 and {r["method"] for r in json.loads(result.output)} == {"cka", "logme"}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--method", "oracle"], 1, "unknown method 'oracle'; the methods are logme, ridge, cka, rsa"),
+        (["--sources", "reshading"], 1, "source reshading has no extracted representations"),
+        (["--targets", "jigsaw"], 1, "jigsaw is a source-only task"),
+        (["--images", "3"], 2, "3 is not in the range x>=4"),
+    ],
+)
+def test_bad_estimate_input_is_one_line_and_writes_nothing(workspace, args, code, message):
+    result = CliRunner().invoke(cli, ["estimate", "-w", str(workspace.root), *args])
+    assert result.exit_code == code and message in result.output, result.output
+    assert code == 2 or result.output.count("\n") == 1
+    assert workspace.db.scalar("select count(*) from estimates") == 0
