@@ -8,7 +8,7 @@ import click
 
 from taskonomy_db.cli.app import cli, echo_json, format_option, open_workspace, render_rows, warn, workspace_option
 from taskonomy_db.cli.transfer_commands import _names
-from taskonomy_db.names import ESTIMATORS
+from taskonomy_db.settings import ESTIMATORS
 
 
 @cli.command("estimate")

@@ -69,6 +69,13 @@ def _names(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="Beam width: orders 2-3 from the top BEAM, 4 from BEAM+1.",
 )
+@click.option(
+    "--beam-from",
+    type=setting_type("transfer", "beam_from"),
+    default=None,
+    help="Rank sources for the beam by measured first-order affinity, or by `tdb estimate`'s scores (estimate:METHOD:"
+    " first order then runs only for the sources the beam reaches).",
+)
 @click.option("--baselines", default=None, help=f"Comma-separated subset of {','.join(BASELINES)}; 'none' for none.")
 @click.option(
     "--seeds",
@@ -95,6 +102,7 @@ def transfer_command(
     patience: int | None,
     max_order: int | None,
     beam: int | None,
+    beam_from: str | None,
     baselines: str | None,
     seeds: int | None,
     seed: int | None,
@@ -120,6 +128,8 @@ def transfer_command(
         tdb transfer --targets depth_zbuffer,normal --baselines gold,random
 
         tdb transfer --seeds 3
+
+        tdb estimate --method logme && tdb transfer --max-order 3 --beam-from estimate:logme
     """
     from taskonomy_db.transfer import run_transfers  # torch loads only when a transfer runs, not for --help
 
@@ -132,6 +142,7 @@ def transfer_command(
         "patience": patience,
         "max_order": max_order,
         "beam": beam,
+        "beam_from": beam_from,
         "seeds": seeds,
         "seed": seed,
         "workers": workers,
@@ -147,6 +158,7 @@ def transfer_command(
                 "n_train_images": summary.n_train_images,
                 "n_test_images": summary.n_test_images,
                 "seconds": round(summary.seconds, 2),
+                "saved_by_estimate": summary.saved_by_estimate,
                 "counts": rows,
                 "failures": [{"transfer_key": key, "reason": reason} for key, reason in summary.failures],
             }
@@ -158,5 +170,9 @@ def transfer_command(
             f"\nsettings {summary.settings_hash}: {summary.n_train_images} transfer images, "
             f"{summary.n_test_images} test images, {summary.seconds:.1f} s"
         )
+        if summary.saved_by_estimate:
+            click.echo(
+                f"{summary.saved_by_estimate} first-order transfers not run: the estimated beam does not reach them"
+            )
         for key, reason in summary.failures:
             click.echo(f"failed: {key}: {reason}", err=True)

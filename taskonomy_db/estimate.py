@@ -29,7 +29,8 @@ from taskonomy_db.errors import TdbError
 from taskonomy_db.estimators import debiased_cka, logme, ridge_score, rsa, zscore
 from taskonomy_db.extract import read_representations
 from taskonomy_db.locking import writer_lock
-from taskonomy_db.names import ESTIMATORS, RANDOM
+from taskonomy_db.names import RANDOM
+from taskonomy_db.settings import ESTIMATORS
 from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
 from taskonomy_db.transfer import extracted_encoders
 from taskonomy_db.workspace import Workspace

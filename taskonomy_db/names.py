@@ -8,5 +8,3 @@ RANDOM = "random"  # a random-init encoder, exported and extracted like a task's
 # The baselines that are networks, not encoders: a source, encoder or tree leaf with one of these names would
 # pass for them.
 NETWORK_BASELINES = (GOLD, SCRATCH)
-# The transferability estimators of `tdb estimate` (taskonomy_db.estimators); the `estimates` table allows these.
-ESTIMATORS = ("logme", "ridge", "cka", "rsa")

@@ -25,6 +25,8 @@ TRAIN_SPLITS = ("val", "train")
 NORMS = ("batch", "group")  # models/networks.py builds them
 PROVIDERS = ("auto", "cpu", "cuda")  # onnxruntime execution providers for `tdb extract`
 DTYPES = ("float16", "float32")  # how `tdb extract` stores representations
+ESTIMATORS = ("logme", "ridge", "cka", "rsa")  # `tdb estimate`'s methods (taskonomy_db.estimators)
+BEAM_FROM = ("measured", *(f"estimate:{method}" for method in ESTIMATORS))
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,12 @@ class TransferSettings:
     readout_width: int = setting(16, Number(int, 1), "Channels of a readout's hidden layer.")
     max_order: int = setting(2, Number(int, 1), "Highest order of source sets.")
     beam: int = setting(5, Number(int, 1), "Beam width: orders 2-3 from the top BEAM sources, 4 from BEAM+1.")
+    beam_from: str = setting(
+        "measured",
+        Choice(BEAM_FROM),
+        "What ranks the sources for the beam: measured first-order affinities, or `tdb estimate`'s scores"
+        " (then order 1 runs only for the sources the beam can reach).",
+    )
     baselines: list[str] = setting(list(BASELINES), Names(BASELINES, "baseline"), "Baselines measured.")
     seeds: int = setting(1, Number(int, 1), "Readouts per source set, each with its own derived seed.")
     workers: int = setting(0, Number(int, 0), "Worker processes (0: one per core, 1: in the command's process).")

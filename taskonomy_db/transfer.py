@@ -121,6 +121,7 @@ class TransferSummary:
     counts: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    saved_by_estimate: int = 0  # first-order transfers an estimated beam did not need
 
     def add(self, order: int, kind: str, what: str, n: int = 1) -> None:
         entry = self.counts.setdefault((order, kind), {"done": 0, "failed": 0, "skipped": 0})
@@ -149,6 +150,16 @@ class TransferPlan:
     # retrained encoder is run again rather than skipped as done.
     fingerprints: dict[str, str]
     images: TransferImages
+    # With [transfer] beam_from = "estimate:METHOD": each target's sources by the estimator, best first.
+    estimated_ranking: dict[str, list[str]] | None = None
+
+    def first_order_sources(self, target: str) -> list[str]:
+        """Every source, or with an estimated ranking only those the beam can reach (the top beam, beam + 1 with
+        order 4 and above): the first-order transfers an estimate saves."""
+        if self.estimated_ranking is None:
+            return self.sources
+        reach = int(self.settings["beam"]) + (1 if int(self.settings["max_order"]) >= 4 else 0)
+        return sorted(self.estimated_ranking[target][:reach])
 
     def jobs(self, kind: str, target: str, sources: Sequence[str], order: int) -> list[TransferJob]:
         """The source set's readouts, one per `[transfer] seeds` (gold, a trained network, has one)."""
@@ -274,7 +285,37 @@ def prepare_transfers(
             pixels[target] = data
     context = TransferContext(settings, by_role, representations, arrays, pixels, str(workspace.root))
     fingerprints = {name: encoders[name].sha256 for name in needed} | gold_fingerprints
-    return TransferPlan(settings, digest, targets, sources, baselines, run_settings, context, fingerprints, images)
+    ranking = estimated_ranking(workspace, settings["beam_from"], targets, sources)
+    return TransferPlan(
+        settings, digest, targets, sources, baselines, run_settings, context, fingerprints, images, ranking
+    )
+
+
+def estimated_ranking(
+    workspace: Workspace, beam_from: str, targets: Sequence[str], sources: Sequence[str]
+) -> dict[str, list[str]] | None:
+    """Each target's sources (its own encoder left out, as in the measured ranking) by an estimator's stored
+    scores, best first, ties by name; None for the measured ranking. Raises TransferError where a target lacks
+    a score for one of the sources."""
+    if beam_from == "measured":
+        return None
+    method = beam_from.split(":", 1)[1]
+    rows = workspace.db.query(
+        "select target, sources[1] as source, score from estimates where method = ? and len(sources) = 1",
+        [method],
+    ).to_pylist()
+    scores = {(r["target"], r["source"]): r["score"] for r in rows}
+    ranking = {}
+    for target in targets:
+        candidates = [s for s in sources if s != target]
+        missing = [s for s in candidates if (target, s) not in scores]
+        if missing:
+            raise TransferError(
+                f"--beam-from {beam_from}: {target} has no {method} estimate for {missing[0]};"
+                f" run `tdb estimate --method {method} --targets {target}` first"
+            )
+        ranking[target] = sorted(candidates, key=lambda s: (-scores[target, s], s))
+    return ranking
 
 
 def run_transfers(
@@ -300,14 +341,17 @@ def run_transfers(
 
         with workspace.run("transfer", plan.run_settings):
             record_image_set(workspace, plan.images)
-            # Order 1: every source for every target, plus the baselines.
-            jobs = [job for t in targets for s in sources for job in plan.jobs("transfer", t, [s], 1)]
+            # Order 1: every source for every target (or those an estimated beam can reach), plus the baselines.
+            jobs = [
+                job for t in targets for s in plan.first_order_sources(t) for job in plan.jobs("transfer", t, [s], 1)
+            ]
+            summary.saved_by_estimate = sum(len(sources) - len(plan.first_order_sources(t)) for t in targets)
             for kind in plan.baselines:
                 jobs += [job for t in targets for job in plan.jobs(kind, t, [kind], 1)]
             _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
             first_order_keys = [job.key for job in jobs]  # the baselines too: AHP ranks against them as well
             for order in range(2, int(settings["max_order"]) + 1):
-                ranking = first_order_ranking(workspace, first_order_keys)
+                ranking = plan.estimated_ranking or first_order_ranking(workspace, first_order_keys)
                 jobs = [
                     job
                     for t in targets

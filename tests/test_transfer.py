@@ -578,3 +578,19 @@ def test_bad_estimate_input_is_one_line_and_writes_nothing(workspace, args, code
     assert result.exit_code == code and message in result.output, result.output
     assert code == 2 or result.output.count("\n") == 1
     assert workspace.db.scalar("select count(*) from estimates") == 0
+
+
+def test_an_estimated_beam_runs_only_the_first_order_transfers_it_reaches(workspace):
+    from taskonomy_db.estimate import estimate
+
+    target, settings = TARGETS[0], dict(FAST, max_order=2, beam=2, baselines=[], beam_from="estimate:cka")
+    with pytest.raises(TransferError, match=f"{target} has no cka estimate for"):
+        run_transfers(workspace, settings, [target], progress=False)
+    assert workspace.db.scalar("select count(*) from transfers") == 0
+    estimate(workspace, ["cka"], [target], n_images=64, progress=False)
+    summary = run_transfers(workspace, settings, [target], progress=False)
+    ranked = "select sources[1] as s from estimates where sources[1] <> target order by score desc, s"
+    top = sorted(r["s"] for r in stored(workspace, ranked)[:2])
+    ran = stored(workspace, 'select "order", sources from transfers order by "order", sources')
+    assert ran == [{"order": 1, "sources": [s]} for s in top] + [{"order": 2, "sources": top}]
+    assert summary.saved_by_estimate == len(set(EXTRACTED) - {"random"}) - 2
