@@ -26,7 +26,7 @@ RANKING_SQL = """
 select target, list(sources[1] order by mean_loss, sources[1]) as ranking
 from (
     select candidates.target, candidates.sources, avg(losses.loss) as mean_loss
-    from affinity_candidates as candidates
+    from candidate_transfers as candidates
     inner join losses using (transfer_id)
     where candidates."order" = 1 and candidates.kind in ('transfer', 'random')
     group by all

@@ -85,7 +85,7 @@ def first_order(workspace: Workspace) -> tuple[dict[str, dict[str, float]], dict
     the readouts stopped: the median step whose weights were kept, the share that ran to the step budget."""
     db = workspace.db
     ids = db.query(
-        """select transfer_id from affinity_candidates where "order" = 1 and kind in ('transfer', 'random', 'gold')"""
+        """select transfer_id from candidate_transfers where "order" = 1 and kind in ('transfer', 'random', 'gold')"""
     ).column("transfer_id")
     stops = db.query(
         """

@@ -158,11 +158,13 @@ def _echo_intervals(workspace: Workspace, target: str | None, order: int | None,
         " buildings",
         err=True,
     )
-    n_seeds, share = seed_share(workspace.db)
+    fewest, most, share = seed_share(workspace.db)
     if share is not None:
+        seeds = f"{most}" if fewest == most else f"{fewest} to {most} (by target)"
         click.echo(
-            f"readout seeds: {n_seeds} per source set, their losses averaged; the seeds make {share:.0%} of an"
-            " affinity's variance (median; view affinity_variance), the test buildings the rest",
+            f"readout seeds: {seeds} per source set, their losses averaged; the seeds make {share:.0%} of an"
+            " affinity's variance (median over targets with several; view affinity_variance), the test buildings"
+            " the rest",
             err=True,
         )
     click.echo(render_rows(rows, ["target", "sources", "order", "kind", *STATISTICS, "replicates"], fmt))

@@ -17,7 +17,9 @@ from taskonomy_db.settings import ESTIMATORS
     "--method", "methods", multiple=True, help=f"Comma-separated subset of {','.join(ESTIMATORS)} (default: all)."
 )
 @click.option("--targets", multiple=True, help="Target tasks, comma-separated (default: every extracted target).")
-@click.option("--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one).")
+@click.option(
+    "--sources", multiple=True, help="Source encoders, comma-separated (default: every extracted one but random)."
+)
 @click.option(
     "--images",
     "n_images",

@@ -13,6 +13,7 @@ from taskonomy_db.cli.app import (
     open_workspace,
     render_rows,
     setting_type,
+    warn,
     workspace_option,
 )
 from taskonomy_db.settings import BASELINES
@@ -150,6 +151,11 @@ def transfer_command(
     if baselines is not None:
         overrides["baselines"] = [] if baselines.strip() == "none" else _names((baselines,))
     summary = run_transfers(workspace, overrides, _names(targets) or None, _names(sources) or None)
+    for target, n in summary.seed_shortfalls.items():
+        warn(
+            f"{target}: the views average {n} seed(s): source sets of an earlier run have fewer, and every"
+            " candidate is averaged over the fewest; rerun those orders with --seeds to add theirs"
+        )
     rows = summary.rows()
     if output_format == "json":
         echo_json(
@@ -161,6 +167,7 @@ def transfer_command(
                 "saved_by_estimate": summary.saved_by_estimate,
                 "counts": rows,
                 "failures": [{"transfer_key": key, "reason": reason} for key, reason in summary.failures],
+                "seed_shortfalls": summary.seed_shortfalls,
             }
         )
         return

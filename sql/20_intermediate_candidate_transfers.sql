@@ -21,7 +21,10 @@ create or replace view candidate_transfers as
 with
 
 done_transfers as (
-    select transfer_id, target, sources, "order", kind, seed_index, settings_hash, finished_at
+    select transfer_id, target, sources, "order", kind, seed_index, settings_hash, finished_at,
+        -- the key without its seed: what the readout read (settings, images, the encoders' weights)
+        case when seed_index = 0 then transfer_key else replace(transfer_key, ':seed' || seed_index, '') end
+            as readout_key
     from transfers
     where status = 'done'
 ),
@@ -34,7 +37,7 @@ current_settings as (
 
 latest as (
     select done_transfers.transfer_id, done_transfers.target, done_transfers.sources, done_transfers."order",
-        done_transfers.kind, done_transfers.seed_index
+        done_transfers.kind, done_transfers.seed_index, done_transfers.readout_key, done_transfers.finished_at
     from done_transfers
     semi join current_settings
         on current_settings.target = done_transfers.target
@@ -45,12 +48,20 @@ latest as (
     ) = 1
 ),
 
+-- A candidate's seeds all read the same inputs: those of its most recently finished readout (an encoder
+-- retrained since, and only seed 0 run again, leaves the older seeds out rather than averaged in).
+current_readouts as (
+    select *
+    from latest
+    qualify readout_key = arg_max(readout_key, (finished_at, transfer_id)) over (partition by target, sources)
+),
+
 ranked as (
     select
         *,
         row_number() over (partition by target, sources order by seed_index)::integer as seed_rank,
         count(*) over (partition by target, sources)::integer as n_stored
-    from latest
+    from current_readouts
 ),
 
 target_seeds as (

@@ -87,13 +87,21 @@ def bootstrap_caveat(db: Database) -> tuple[int, int, str | None]:
     return replicates, buildings, why
 
 
-def seed_share(db: Database) -> tuple[int, float | None]:
-    """(readout seeds averaged, the median over measured affinities of the seeds' share of their variance) from
-    the view affinity_variance; (1, None) for a single-seed study, without computing the bootstrap."""
-    n_seeds = db.scalar("select coalesce(max(n_seeds), 1) from affinity_candidates")
-    if n_seeds < 2:
-        return n_seeds, None
-    return n_seeds, db.scalar("select median(seed_share) from affinity_variance")
+def seed_share(db: Database) -> tuple[int, int, float | None]:
+    """(fewest and most readout seeds a target's candidates are averaged over, and the median over the measured
+    affinities of targets with several of the seeds' share of their variance) from the view affinity_variance;
+    the share is None, and the bootstrap not computed, when no target has several."""
+    fewest, most = (
+        db.query(
+            "select coalesce(min(n_seeds), 1), coalesce(max(n_seeds), 1) from"
+            " (select target, max(n_seeds) as n_seeds from affinity_candidates group by target)"
+        )
+        .to_pylist()[0]
+        .values()
+    )
+    if most < 2:
+        return fewest, most, None
+    return fewest, most, db.scalar("select median(seed_share) from affinity_variance where n_seeds > 1")
 
 
 def affinity_intervals(db: Database, target: str | None = None, order: int | None = None) -> list[dict[str, Any]]:

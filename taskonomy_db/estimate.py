@@ -81,7 +81,7 @@ def estimate(
             if any(m in LABEL_ESTIMATORS for m in methods):
                 labelled = _regression_target(workspace, get_task(target), image_ids, size)
             for method in methods:
-                why = _why_not(method, target, labelled, extracted)
+                why = _why_not(method, target, labelled, extracted, buildings)
                 if why:
                     summary.skipped.append({"method": method, "target": target, "reason": why})
                     continue
@@ -122,10 +122,18 @@ def _score(
 
 
 def _why_not(
-    method: str, target: str, labelled: tuple[np.ndarray, np.ndarray] | None, extracted: set[str]
+    method: str,
+    target: str,
+    labelled: tuple[np.ndarray, np.ndarray] | None,
+    extracted: set[str],
+    buildings: np.ndarray,
 ) -> str | None:
     if method in LABEL_ESTIMATORS and labelled is None:
         return "its label (a superpixel id map) is no regression target"
+    if method in LABEL_ESTIMATORS and labelled is not None and labelled[1].shape[1] == 0:
+        return "its labels do not vary over these images"
+    if method == "ridge" and labelled is not None and len(set(buildings[labelled[0]].tolist())) < 2:
+        return "its labelled images are all of one building, and ridge holds buildings out"
     if method not in LABEL_ESTIMATORS and target not in extracted:
         return f"{method} compares with the target's own encoder, which has no extracted representations"
     return None
@@ -154,7 +162,10 @@ def _regression_target(
             targets = F.one_hot(targets.long(), spec.out_channels).permute(0, 3, 1, 2)
         values = _leading_components(_pooled(targets.double(), masks), COMPONENTS)
     rows = np.searchsorted(image_ids, data.image_ids)
-    return rows, zscore(values)
+    # A column constant over the images (a class none of them shows) carries nothing, and LogME's evidence for a
+    # constant target grows without bound with the source's size: left out.
+    varying = values.std(axis=0) > 0
+    return rows, zscore(values[:, varying])
 
 
 def _pooled(maps: torch.Tensor, masks: torch.Tensor | None) -> np.ndarray:
@@ -182,7 +193,10 @@ def _images(workspace: Workspace, n_images: int, need_buildings: bool) -> tuple[
     if len(ids) < 4:
         raise EstimateError(f"the {split} split has {len(ids)} images; estimates need at least 4")
     if need_buildings and len(set(buildings.tolist())) < 2:
-        raise EstimateError(f"ridge holds out buildings, and the first {len(ids)} {split} images are of one")
+        raise EstimateError(
+            f"ridge holds buildings out, but the first {len(ids)} {split} images are all of one building;"
+            " read more with --images, or leave ridge out with --method"
+        )
     return ids, buildings
 
 

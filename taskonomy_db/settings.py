@@ -38,27 +38,31 @@ class Number:
     minimum: float
     above: bool = False
     below: float | None = None
+    multiple_of: int | None = None
 
     def check(self, where: str, value: Any) -> str | None:
         """Why `value` is not such a number, or None when it is."""
         whole = self.kind is int
         if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
             return f"{where} must be {'an integer' if whole else 'a number'}, got {value!r}"
-        if not math.isfinite(value):  # TOML has nan and inf; neither is a fraction, a rate or a size
+        if not whole and not math.isfinite(value):  # TOML has nan and inf; neither is a fraction, a rate or a size
             return f"{where} must be a finite number, got {value!r}"
         if value < self.minimum or (self.above and value == self.minimum):
-            bound = f"above {self.minimum:g}" if self.above else f"at least {self.minimum:g}"
+            bound = f"above {_shown(self.minimum)}" if self.above else f"at least {_shown(self.minimum)}"
             return f"{where} must be {bound}, got {value!r}"
         if self.below is not None and value >= self.below:
-            return f"{where} must be below {self.below:g}, got {value!r}"
+            return f"{where} must be below {_shown(self.below)}, got {value!r}"
+        if self.multiple_of is not None and value % self.multiple_of:
+            return f"{where} must be a multiple of {self.multiple_of}, got {value!r}"
         return None
 
     def describe(self) -> str:
         if self.minimum == ANY_INTEGER_MINIMUM:
-            return "integer"
+            return "64-bit integer"
         bound = f"> {_shown(self.minimum)}" if self.above else f">= {_shown(self.minimum)}"
         below = f", < {_shown(self.below)}" if self.below is not None else ""
-        return f"{'integer' if self.kind is int else 'number'} {bound}{below}"
+        multiple = f", a multiple of {self.multiple_of}" if self.multiple_of is not None else ""
+        return f"{'integer' if self.kind is int else 'number'} {bound}{below}{multiple}"
 
 
 def _shown(number: float) -> str:
@@ -66,7 +70,7 @@ def _shown(number: float) -> str:
 
 
 ANY_INTEGER_MINIMUM = -(2**63)
-ANY_INTEGER = Number(int, ANY_INTEGER_MINIMUM)  # a seed
+ANY_INTEGER = Number(int, ANY_INTEGER_MINIMUM, below=2**63)  # a seed: a signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ class TrainSettings:
     # Sized for a 2-core CPU at 64 px. Epochs are sized to the default dataset (576 views): 11 epochs there are
     # the steps 16 took on 384 views, and with the same steps the larger dataset more than doubled the depth
     # networks' gain over the mean map (0.12 and 0.16 against 0.03 and 0.07).
-    image_size: int = setting(64, Number(int, 8), "Side of the square images networks read (a multiple of 8).")
+    # A multiple of the encoder's stride, ENCODER_STRIDE of models/networks.py (a test checks they agree).
+    image_size: int = setting(64, Number(int, 8, multiple_of=8), "Side of the square images networks read.")
     epochs: int = setting(11, Number(int, 1), "Passes over the training images.")
     width: int = setting(16, Number(int, 1), "Channels of the first convolution.")
     depth: int = setting(1, Number(int, 0), "Residual blocks per encoder stage.")
@@ -177,7 +182,7 @@ class TransferSettings:
         " (then order 1 runs only for the sources the beam can reach).",
     )
     baselines: list[str] = setting(list(BASELINES), Names(BASELINES, "baseline"), "Baselines measured.")
-    seeds: int = setting(1, Number(int, 1), "Readouts per source set, each with its own derived seed.")
+    seeds: int = setting(1, Number(int, 1, below=101), "Readouts per source set, each with its own derived seed.")
     workers: int = setting(0, Number(int, 0), "Worker processes (0: one per core, 1: in the command's process).")
     seed: int | None = setting(None, ANY_INTEGER, "Seed of the readouts (default: [study] seed).")
 

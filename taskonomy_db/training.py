@@ -27,7 +27,7 @@ from tqdm import tqdm
 from taskonomy_db.atomic import atomic_path
 from taskonomy_db.data import TaskData, load_task_data
 from taskonomy_db.errors import TrainingError
-from taskonomy_db.models.networks import ENCODER_STRIDE, NetworkConfig, TaskNetwork, create_task_network
+from taskonomy_db.models.networks import NetworkConfig, TaskNetwork, create_task_network
 from taskonomy_db.process_tuning import tuned
 from taskonomy_db.settings import as_dict, with_overrides
 from taskonomy_db.tasks import TaskSpec, get_task, resolve_tasks, sync_tasks
@@ -68,8 +68,6 @@ def train_settings(workspace: Workspace, overrides: dict[str, Any] | None = None
         settings = with_overrides(workspace.settings.train, overrides, "train")
     except ValueError as error:
         raise TrainingError(str(error)) from None
-    if settings.image_size % ENCODER_STRIDE:
-        raise TrainingError(f"[train] image_size must be a multiple of {ENCODER_STRIDE}, got {settings.image_size}")
     return as_dict(settings)
 
 

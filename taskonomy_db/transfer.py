@@ -121,7 +121,10 @@ class TransferSummary:
     counts: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-    saved_by_estimate: int = 0  # first-order transfers an estimated beam did not need
+    saved_by_estimate: int = 0  # first-order readouts (all seeds) an estimated beam did not need
+    # Targets whose candidates the views average over fewer seeds than asked for (target -> seeds averaged):
+    # source sets of an earlier run with fewer seeds hold every candidate of the target to their number.
+    seed_shortfalls: dict[str, int] = field(default_factory=dict)
 
     def add(self, order: int, kind: str, what: str, n: int = 1) -> None:
         entry = self.counts.setdefault((order, kind), {"done": 0, "failed": 0, "skipped": 0})
@@ -154,12 +157,14 @@ class TransferPlan:
     estimated_ranking: dict[str, list[str]] | None = None
 
     def first_order_sources(self, target: str) -> list[str]:
-        """Every source, or with an estimated ranking only those the beam can reach (the top beam, beam + 1 with
-        order 4 and above): the first-order transfers an estimate saves."""
-        if self.estimated_ranking is None:
+        """Every source, or with an estimated ranking and a beam (max order 2 and above) only the sources the beam
+        reaches: the top `beam`, `beam + 1` for order 4, the first `max_order` for the greedy orders 5 and above.
+        The first-order transfers of the others are what an estimate saves."""
+        max_order = int(self.settings["max_order"])
+        if self.estimated_ranking is None or max_order < 2:
             return self.sources
-        reach = int(self.settings["beam"]) + (1 if int(self.settings["max_order"]) >= 4 else 0)
-        return sorted(self.estimated_ranking[target][:reach])
+        reach = int(self.settings["beam"]) + (1 if max_order >= 4 else 0)
+        return sorted(self.estimated_ranking[target][: max(reach, max_order if max_order >= 5 else 0)])
 
     def jobs(self, kind: str, target: str, sources: Sequence[str], order: int) -> list[TransferJob]:
         """The source set's readouts, one per `[transfer] seeds` (gold, a trained network, has one)."""
@@ -345,7 +350,9 @@ def run_transfers(
             jobs = [
                 job for t in targets for s in plan.first_order_sources(t) for job in plan.jobs("transfer", t, [s], 1)
             ]
-            summary.saved_by_estimate = sum(len(sources) - len(plan.first_order_sources(t)) for t in targets)
+            summary.saved_by_estimate = int(settings["seeds"]) * sum(
+                len(sources) - len(plan.first_order_sources(t)) for t in targets
+            )
             for kind in plan.baselines:
                 jobs += [job for t in targets for job in plan.jobs(kind, t, [kind], 1)]
             _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
@@ -359,6 +366,13 @@ def run_transfers(
                     for job in plan.jobs("transfer", t, chosen, order)
                 ]
                 _execute(workspace, jobs, plan, executor, summary, progress, f"order {order}")
+        if int(settings["seeds"]) > 1:
+            averaged = workspace.db.query(
+                "select target, max(n_seeds) as n from affinity_candidates where target in (select unnest(?))"
+                " group by target",
+                [targets],
+            ).to_pylist()
+            summary.seed_shortfalls = {r["target"]: r["n"] for r in averaged if r["n"] < int(settings["seeds"])}
     summary.seconds = time.perf_counter() - started
     return summary
 

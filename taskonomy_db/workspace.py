@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -138,7 +139,7 @@ class Workspace:
             if read_only:
                 raise WorkspaceError(
                     f"the store {workspace.db.path} needs a schema migration, which a read-only command does not"
-                    ' make; run `tdb query --write "select 1"` once to migrate it'
+                    f' make; run `tdb query --write "select 1" -w {shlex.quote(str(root))}` once to migrate it'
                 )
             workspace.db.migrate()
         return workspace

@@ -39,8 +39,9 @@ def write_seeds(workspace: Workspace, losses: dict[str, np.ndarray], target: str
                     'insert into transfers (transfer_id, transfer_key, target, sources, "order", kind,'
                     " n_train_images, status, seed, seed_index, settings_hash, settings, started_at, finished_at)"
                     " values (?, ?, ?, ?, 1, ?, 100, 'done', ?, ?, 'h', ?, ?, ?)",
-                    [transfer_id, f"{kind}:{target}:{source}:seed{seed_index}", target, [source], kind,
-                     seed_index, seed_index, json.dumps({}), start, start + timedelta(seconds=transfer_id)],
+                    [transfer_id, f"{kind}:{target}:{source}" + (f":seed{seed_index}" if seed_index else ""), target,
+                     [source], kind, seed_index, seed_index, json.dumps({}), start,
+                     start + timedelta(seconds=transfer_id)],
                 )  # fmt: skip
                 con.executemany(
                     "insert into losses (transfer_id, image_id, loss) values (?, ?, ?)",
@@ -202,3 +203,23 @@ def test_transfers_stored_before_seeds_are_seed_0(tmp_path, monkeypatch):
     assert workspace.db.query("select n_seeds, transfer_ids from affinity_candidates").to_pylist() == [
         {"n_seeds": 1, "transfer_ids": [1]}
     ]
+
+
+def test_seeds_of_an_older_readout_are_not_averaged_with_a_newer_one(workspace):
+    losses = seeded_losses(np.random.default_rng(8), n_seeds=3, seed_noise=0.7)
+    write_seeds(workspace, losses)
+    # normal's encoder retrained: its seed 0 run again (a new key, finished last), seeds 1 and 2 not
+    with workspace.db.transaction() as con:
+        con.execute(
+            'insert into transfers (transfer_id, transfer_key, target, sources, "order", kind, n_train_images,'
+            " status, seed, seed_index, settings_hash, settings, started_at, finished_at)"
+            " select 100, transfer_key || ':retrained', target, sources, \"order\", kind, n_train_images, status,"
+            " seed, 0, settings_hash, settings, started_at, finished_at + interval 1 day from transfers"
+            " where sources = ['normal'] and seed_index = 0"
+        )
+        con.execute("insert into losses (transfer_id, image_id, loss) select 100, image_id, loss + 1 from losses"
+                    " where transfer_id = (select transfer_id from transfers where sources = ['normal'] and"
+                    " seed_index = 0 and transfer_id <> 100)")  # fmt: skip
+    rows = workspace.db.query("select sources[1] as s, n_seeds, transfer_ids from affinity_candidates").to_pylist()
+    assert {r["s"]: r["n_seeds"] for r in rows} == dict.fromkeys(sorted(losses), 1)  # the fewest: normal's one
+    assert next(r["transfer_ids"] for r in rows if r["s"] == "normal") == [100]

@@ -51,6 +51,7 @@ def test_an_empty_file_is_every_default_and_a_partial_section_keeps_the_other_de
         ({"transfer": {"train_split": "test"}}, "[transfer] train_split must be one of val, train, got 'test'"),
         ({"analysis": {"level": 1.0}}, "[analysis] level must be below 1, got 1.0"),
         ({"study": {"seed": 1.5}}, "[study] seed must be an integer, got 1.5"),
+        ({"study": {"seed": 10**400}}, "[study] seed must be below 9223372036854775808, got 1000"),
         # the first bad setting in the section's own order, whatever the file's
         ({"train": {"width": 0, "epochs": 0}}, "[train] epochs must be at least 1, got 0"),
     ],
@@ -104,3 +105,10 @@ def test_a_workspace_keeps_only_what_was_set_of_train_and_transfer(tmp_path):
     with pytest.raises(WorkspaceError, match="unknown setting"):
         workspace.update_settings("transfer", {"seedz": 2})
     assert (workspace.root / "tdb.toml").read_text() == text
+
+
+def test_the_image_size_rule_is_the_encoders_stride():
+    from taskonomy_db.models.networks import ENCODER_STRIDE
+    from taskonomy_db.settings import rule_of
+
+    assert rule_of("train", "image_size").multiple_of == ENCODER_STRIDE
