@@ -14,7 +14,7 @@ the view `estimator_agreement` compares them with the measured first-order affin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,16 @@ from tqdm import tqdm
 
 from taskonomy_db.data import TaskData, image_size, load_task_data
 from taskonomy_db.errors import TdbError
-from taskonomy_db.estimators import debiased_cka, logme, ridge_score, rsa, zscore
+from taskonomy_db.estimators import (
+    RidgeFolds,
+    debiased_cka,
+    feature_svd,
+    linear_kernel,
+    logme,
+    ranked_dissimilarities,
+    rsa,
+    zscore,
+)
 from taskonomy_db.extract import read_representations
 from taskonomy_db.locking import writer_lock
 from taskonomy_db.names import RANDOM
@@ -76,6 +85,7 @@ def estimate(
                              unit="encoder", disable=None if progress else True)
         }  # fmt: skip
         size = image_size(workspace)
+        cache = _Sides(features, buildings)
         for target in tqdm(targets, desc="estimating", unit="target", disable=None if progress else True):
             labelled = None
             if any(m in LABEL_ESTIMATORS for m in methods):
@@ -87,7 +97,7 @@ def estimate(
                     continue
                 for source in sources:
                     clock = time.perf_counter()
-                    score, used = _score(method, features, source, target, labelled, buildings, image_ids)
+                    score, used = _score(method, cache, source, target, labelled)
                     summary.rows.append(
                         {"method": method, "target": target, "sources": [source], "score": score,
                          "n_images": used, "seconds": time.perf_counter() - clock, "estimated_at": datetime.now()}
@@ -101,24 +111,42 @@ def estimate(
     return summary
 
 
+class _Sides:
+    """What each estimator needs of a representation alone (its SVD, ridge folds, kernel, ranked
+    dissimilarities), computed once per representation and image rows, not once per target."""
+
+    def __init__(self, features: dict[str, np.ndarray], buildings: np.ndarray) -> None:
+        self.features, self.buildings = features, buildings
+        self._made: dict[tuple[str, str, bytes], Any] = {}
+
+    def get(self, kind: str, encoder: str, rows: np.ndarray | None = None) -> Any:
+        key = (kind, encoder, b"" if rows is None else rows.tobytes())
+        if key not in self._made:
+            x = self.features[encoder] if rows is None else self.features[encoder][rows]
+            if kind == "svd":
+                self._made[key] = feature_svd(x)
+            elif kind == "ridge":
+                self._made[key] = RidgeFolds(x, self.buildings[rows])
+            elif kind == "kernel":
+                self._made[key] = linear_kernel(x)
+            else:
+                self._made[key] = ranked_dissimilarities(x)
+        return self._made[key]
+
+
 def _score(
-    method: str,
-    features: dict[str, np.ndarray],
-    source: str,
-    target: str,
-    labelled: tuple[np.ndarray, np.ndarray] | None,
-    buildings: np.ndarray,
-    image_ids: np.ndarray,
+    method: str, sides: _Sides, source: str, target: str, labelled: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[float, int]:
     if method in LABEL_ESTIMATORS:
         assert labelled is not None
         rows, values = labelled
-        x = features[source][rows]
         if method == "logme":
-            return logme(x, values), len(rows)
-        return ridge_score(x, values, buildings[rows]), len(rows)
-    compare: Callable[[np.ndarray, np.ndarray], float] = debiased_cka if method == "cka" else rsa
-    return compare(features[source], features[target]), len(image_ids)
+            return logme(None, values, svd=sides.get("svd", source, rows)), len(rows)
+        return sides.get("ridge", source, rows).score(values), len(rows)
+    n_images = len(sides.features[source])
+    if method == "cka":
+        return debiased_cka(None, None, (sides.get("kernel", source), sides.get("kernel", target))), n_images
+    return rsa(None, None, (sides.get("ranks", source), sides.get("ranks", target))), n_images
 
 
 def _why_not(

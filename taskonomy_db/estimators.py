@@ -29,15 +29,29 @@ def zscore(values: np.ndarray) -> np.ndarray:
     return np.divide(centred, scale, out=np.zeros_like(centred), where=scale > 0)
 
 
-def logme(features: np.ndarray, targets: np.ndarray, tol: float = 1e-3, max_iter: int = 11) -> float:
-    """LogME of `features` (n x d) for the regression `targets` (n or n x k): the mean over target columns of
-    the maximum log evidence per image. Each column's precisions (alpha of the prior on the weights, beta of
-    the noise) start at 1 and follow the fixed-point updates until alpha/beta changes by less than `tol`
-    relatively, or `max_iter` updates (the published 1e-3 and 11)."""
+def feature_svd(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(U, singular values, number of features) of `features`: what LogME needs of them, reusable across
+    targets."""
     f = np.asarray(features, dtype=np.float64)
-    y = np.asarray(targets, dtype=np.float64).reshape(len(f), -1)
-    n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
+    return u, s, f.shape[1]
+
+
+def logme(
+    features: np.ndarray | None,
+    targets: np.ndarray,
+    tol: float = 1e-3,
+    max_iter: int = 11,
+    svd: tuple[np.ndarray, np.ndarray, int] | None = None,
+) -> float:
+    """LogME of `features` (n x d; or their `feature_svd`) for the regression `targets` (n or n x k): the mean
+    over target columns of the maximum log evidence per image. Each column's precisions (alpha of the prior on
+    the weights, beta of the noise) start at 1 and follow the fixed-point updates until alpha/beta changes by
+    less than `tol` relatively, or `max_iter` updates (the published 1e-3 and 11); the evidence is then taken at
+    the final precisions."""
+    u, s, d = svd if svd is not None else feature_svd(features)
+    n = len(u)
+    y = np.asarray(targets, dtype=np.float64).reshape(n, -1)
     sigma = s**2
     evidences = []
     for column in y.T:
@@ -70,40 +84,53 @@ def logme(features: np.ndarray, targets: np.ndarray, tol: float = 1e-3, max_iter
     return float(np.mean(evidences))
 
 
+class RidgeFolds:
+    """Ridge regression from one representation, each group (building) held out in turn: the features' side of
+    every fold solved once, so that scoring another target is a matrix product per fold. Features z-scored with
+    the training rows' statistics; `penalty` times the number of training rows as the ridge, so its weight does
+    not shrink as images are added."""
+
+    def __init__(self, features: np.ndarray, groups: np.ndarray, penalty: float = 1.0) -> None:
+        x = np.asarray(features, dtype=np.float64)
+        self.groups = np.asarray(groups)
+        names = np.unique(self.groups)
+        if len(names) < 2:
+            raise ValueError("ridge_score needs images of at least two groups (buildings) to hold one out")
+        self.folds = []
+        for name in names:
+            held = self.groups == name
+            train = x[~held]
+            mean, std = train.mean(0), train.std(0)
+            std[std == 0] = 1.0
+            a = (train - mean) / std
+            # held-out predictions = ((x_held - mean) / std) @ W, W = (A'A + p I)^-1 A' b: the matrix in front of
+            # b, from the smaller of the two normal equations (features x features, or images x images)
+            n, d = a.shape
+            if d <= n:
+                hat = np.linalg.solve(a.T @ a + penalty * n * np.eye(d), a.T)
+            else:
+                hat = a.T @ np.linalg.solve(a @ a.T + penalty * n * np.eye(n), np.eye(n))
+            self.folds.append((held, ((x[held] - mean) / std) @ hat))
+
+    def score(self, targets: np.ndarray) -> float:
+        """Minus the mean squared error over every held-out row and target column (targets z-scored with each
+        fold's training rows' statistics)."""
+        y = np.asarray(targets, dtype=np.float64).reshape(len(self.groups), -1)
+        squared, count = 0.0, 0
+        for held, predictor in self.folds:
+            train = y[~held]
+            mean, std = train.mean(0), train.std(0)
+            std[std == 0] = 1.0
+            predicted = predictor @ ((train - mean) / std)
+            squared += float((((y[held] - mean) / std - predicted) ** 2).sum())
+            count += int(held.sum()) * y.shape[1]
+        return -squared / count
+
+
 def ridge_score(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, penalty: float = 1.0) -> float:
-    """Minus the mean squared error of ridge regression on held-out groups: for each group, fit on the others
-    (features and targets z-scored with the training rows' statistics; `penalty` times the number of training
-    rows as the ridge, so its weight does not shrink as images are added) and score the group's rows. Needs
-    at least two groups."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(targets, dtype=np.float64).reshape(len(x), -1)
-    groups = np.asarray(groups)
-    names = np.unique(groups)
-    if len(names) < 2:
-        raise ValueError("ridge_score needs images of at least two groups (buildings) to hold one out")
-    squared, count = 0.0, 0
-    for name in names:
-        held = groups == name
-        train_x, train_y = x[~held], y[~held]
-        x_mean, x_std = train_x.mean(0), train_x.std(0)
-        y_mean, y_std = train_y.mean(0), train_y.std(0)
-        x_std[x_std == 0] = 1.0
-        y_std[y_std == 0] = 1.0
-        a = (train_x - x_mean) / x_std
-        b = (train_y - y_mean) / y_std
-        weights = _ridge(a, b, penalty * len(a))
-        predicted = ((x[held] - x_mean) / x_std) @ weights
-        squared += float((((y[held] - y_mean) / y_std - predicted) ** 2).sum())
-        count += int(held.sum()) * y.shape[1]
-    return -squared / count
-
-
-def _ridge(a: np.ndarray, b: np.ndarray, penalty: float) -> np.ndarray:
-    # The smaller of the two normal equations: features x features, or images x images (the dual).
-    n, d = a.shape
-    if d <= n:
-        return np.linalg.solve(a.T @ a + penalty * np.eye(d), a.T @ b)
-    return a.T @ np.linalg.solve(a @ a.T + penalty * np.eye(n), b)
+    """Minus the mean squared error of ridge regression on held-out groups (see RidgeFolds); needs at least two
+    groups."""
+    return RidgeFolds(features, groups, penalty).score(targets)
 
 
 def debiased_hsic(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741 - the paper's names
@@ -123,12 +150,22 @@ def debiased_hsic(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741 - the pa
     )
 
 
-def debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA of two representations of the same n images (n x d1, n x d2), each z-scored per feature, with
-    the unbiased HSIC: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), K = X X', L = Y Y'."""
-    a, b = zscore(x), zscore(y)
-    k, l = a @ a.T, b @ b.T  # noqa: E741
-    denominator = np.sqrt(max(debiased_hsic(k, k), 0.0) * max(debiased_hsic(l, l), 0.0))
+def linear_kernel(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """(K = Z Z' of the per-feature z-scored `values`, HSIC(K, K)): one representation's side of CKA."""
+    z = zscore(values)
+    k = z @ z.T
+    return k, debiased_hsic(k, k)
+
+
+def debiased_cka(
+    x: np.ndarray | None,
+    y: np.ndarray | None,
+    kernels: tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]] | None = None,
+) -> float:
+    """Linear CKA of two representations of the same n images (n x d1, n x d2; or their `linear_kernel`s), each
+    z-scored per feature, with the unbiased HSIC: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), K = X X', L = Y Y'."""
+    (k, kk), (l, ll) = kernels if kernels is not None else (linear_kernel(x), linear_kernel(y))  # noqa: E741
+    denominator = np.sqrt(max(kk, 0.0) * max(ll, 0.0))
     return float(debiased_hsic(k, l) / denominator) if denominator > 0 else 0.0
 
 
@@ -142,7 +179,14 @@ def dissimilarities(values: np.ndarray) -> np.ndarray:
     return 1.0 - rows[upper]
 
 
-def rsa(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's correlation between the dissimilarity matrices of two representations of the same images."""
-    correlation = stats.spearmanr(dissimilarities(x), dissimilarities(y)).statistic
+def rsa(x: np.ndarray | None, y: np.ndarray | None, ranked: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Spearman's correlation between the dissimilarity matrices of two representations of the same images (or
+    between their `ranked_dissimilarities`)."""
+    rx, ry = ranked if ranked is not None else (ranked_dissimilarities(x), ranked_dissimilarities(y))
+    correlation = np.corrcoef(rx, ry)[0, 1] if rx.std() > 0 and ry.std() > 0 else np.nan
     return float(correlation) if np.isfinite(correlation) else 0.0
+
+
+def ranked_dissimilarities(values: np.ndarray) -> np.ndarray:
+    """The dissimilarities' ranks (ties averaged): Spearman's correlation is Pearson's of these."""
+    return stats.rankdata(dissimilarities(values))
