@@ -164,8 +164,34 @@ def setting_type(section: str, key: str) -> click.ParamType:
     if not isinstance(rule, Number):
         raise TypeError(f"[{section}] {key} has no flag type")
     if rule.kind is int:
-        return click.IntRange(min=int(rule.minimum), min_open=rule.above)
-    return FiniteFloat(min=rule.minimum, min_open=rule.above)
+        below = None if rule.below is None else int(rule.below)
+        return RuledInt(
+            rule, f"[{section}] {key}", min=int(rule.minimum), min_open=rule.above, max=below, max_open=True
+        )
+    return RuledFloat(rule, f"[{section}] {key}", min=rule.minimum, min_open=rule.above, max=rule.below, max_open=True)
+
+
+class _Ruled:
+    """The rest of a setting's rule (a multiple of, say) past what click's range checks."""
+
+    def __init__(self, rule: Number, where: str, **bounds: Any) -> None:
+        super().__init__(**bounds)  # type: ignore[call-arg]
+        self.rule, self.where = rule, where
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)  # type: ignore[misc]
+        reason = self.rule.check(self.where, number)
+        if reason:
+            self.fail(reason, param, ctx)  # type: ignore[attr-defined]
+        return number
+
+
+class RuledInt(_Ruled, click.IntRange):
+    pass
+
+
+class RuledFloat(_Ruled, FiniteFloat):
+    pass
 
 
 def format_option(choices: Sequence[str] = ("table", "csv", "json"), default: str = "table") -> Callable:
