@@ -4,7 +4,8 @@
 --        building, so that the bootstrap can resample buildings (bootstrap_matrix) without comparing images
 --        again, and per readout seed (seed_matrix)
 -- columns: seed_rank (0: the losses averaged over readout seeds, as pairwise_wins compares them; 1..n: one seed
---          alone, candidate_losses), target, source_index_i, source_index_j, building (null for a loss of an
+--          alone, candidate_losses), target, source_index_i, source_index_j, is_ahp_pair (neither is scratch:
+--          the pair has a W' entry), building (null for a loss of an
 --          image the store does not list, only ever written by hand), n_wins (images of the building where i's
 --          loss is lower than j's, ties counted as half), n_images (the target's compared images in the building)
 -- upstream: affinity_candidates, candidate_losses, images
@@ -39,7 +40,7 @@ compared_losses as (
         and compared_images.image_id = candidate_losses.image_id
 ),
 
-final as (
+counts as (
     select
         losses_i.seed_rank,
         losses_i.target,
@@ -55,6 +56,23 @@ final as (
         and losses_j.target = losses_i.target
         and losses_j.image_id = losses_i.image_id
     group by losses_i.seed_rank, losses_i.target, losses_i.source_index, losses_j.source_index, losses_i.building
+),
+
+final as (
+    select
+        counts.seed_rank,
+        counts.target,
+        counts.source_index_i,
+        counts.source_index_j,
+        candidates_i.is_ahp_candidate and candidates_j.is_ahp_candidate as is_ahp_pair,
+        counts.building,
+        counts.n_wins,
+        counts.n_images
+    from counts
+    inner join affinity_candidates as candidates_i
+        on candidates_i.target = counts.target and candidates_i.source_index = counts.source_index_i
+    inner join affinity_candidates as candidates_j
+        on candidates_j.target = counts.target and candidates_j.source_index = counts.source_index_j
 )
 
 select * from final;

@@ -17,6 +17,10 @@ create or replace macro clipped_win_rate(n_wins, n_images) as
         else least(greatest(n_wins / n_images, 0.001), 0.999)
     end;
 
+-- W' of a pair from its clipped win rate; null for a pair with scratch in it (no AHP candidate)
+create or replace macro ahp_win_ratio(win_rate_clipped, is_ahp_pair) as
+    case when is_ahp_pair then win_rate_clipped / (1 - win_rate_clipped) end;
+
 create or replace view ahp_matrix as
 with
 
@@ -39,7 +43,7 @@ final as (
         is_ahp_pair,
         win_rate,
         win_rate_clipped,
-        case when is_ahp_pair then win_rate_clipped / (1 - win_rate_clipped) end as win_ratio
+        ahp_win_ratio(win_rate_clipped, is_ahp_pair) as win_ratio
     from clipped
 )
 

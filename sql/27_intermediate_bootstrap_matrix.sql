@@ -4,7 +4,7 @@
 -- columns: replicate, target, source_index_i, source_index_j, is_ahp_pair, n_wins, n_images, win_rate,
 --          win_rate_clipped, win_ratio (as in ahp_matrix, each building's counts weighted by how many times
 --          the replicate drew it, times the replicate's scale: n_wins and n_images are then no longer whole)
--- upstream: building_wins, bootstrap_weights, affinity_candidates
+-- upstream: building_wins, bootstrap_weights
 -- A target none of whose images is in the buildings a replicate drew has no rows in it.
 create or replace view bootstrap_matrix as
 with
@@ -15,6 +15,7 @@ weighted as (
         building_wins.target,
         building_wins.source_index_i,
         building_wins.source_index_j,
+        any_value(building_wins.is_ahp_pair) as is_ahp_pair,
         -- whole weights times half-integer counts: exact sums in any order; the scale applied once after
         sum(bootstrap_weights.weight * building_wins.n_wins) * any_value(bootstrap_weights.scale) as n_wins,
         sum(bootstrap_weights.weight * building_wins.n_images) * any_value(bootstrap_weights.scale) as n_images
@@ -25,32 +26,20 @@ weighted as (
         building_wins.source_index_j
 ),
 
-rates as (
-    select
-        weighted.replicate,
-        weighted.target,
-        weighted.source_index_i,
-        weighted.source_index_j,
-        candidates_i.is_ahp_candidate and candidates_j.is_ahp_candidate as is_ahp_pair,
-        weighted.n_wins,
-        weighted.n_images,
-        weighted.n_wins / weighted.n_images as win_rate
-    from weighted
-    inner join affinity_candidates as candidates_i
-        on candidates_i.target = weighted.target and candidates_i.source_index = weighted.source_index_i
-    inner join affinity_candidates as candidates_j
-        on candidates_j.target = weighted.target and candidates_j.source_index = weighted.source_index_j
-    where weighted.n_images > 0
-),
-
 final as (
     select
-        *,
+        replicate,
+        target,
+        source_index_i,
+        source_index_j,
+        is_ahp_pair,
+        n_wins,
+        n_images,
+        n_wins / n_images as win_rate,
         clipped_win_rate(n_wins, n_images) as win_rate_clipped,
-        case
-            when is_ahp_pair then clipped_win_rate(n_wins, n_images) / (1 - clipped_win_rate(n_wins, n_images))
-        end as win_ratio
-    from rates
+        ahp_win_ratio(clipped_win_rate(n_wins, n_images), is_ahp_pair) as win_ratio
+    from weighted
+    where n_images > 0
 )
 
 select * from final;

@@ -3,15 +3,15 @@
 --        candidates were measured with several readout seeds: ahp_matrix from one seed's readouts alone
 -- columns: replicate (the seed rank, 1..n_seeds), target, source_index_i, source_index_j, is_ahp_pair, n_wins,
 --          n_images, win_rate, win_rate_clipped, win_ratio (as in ahp_matrix)
--- upstream: building_wins, affinity_candidates
+-- upstream: building_wins
 -- Named replicate so that ahp_results reads it as it reads ahp_matrix and bootstrap_matrix: the same AHP,
 -- Quality and Gain for each seed (seed_affinity).
 create or replace view seed_matrix as
 with
 
 counts as (
-    select seed_rank as replicate, target, source_index_i, source_index_j, sum(n_wins) as n_wins,
-        sum(n_images) as n_images
+    select seed_rank as replicate, target, source_index_i, source_index_j, any_value(is_ahp_pair) as is_ahp_pair,
+        sum(n_wins) as n_wins, sum(n_images) as n_images
     from building_wins
     where seed_rank > 0
     group by seed_rank, target, source_index_i, source_index_j
@@ -19,25 +19,17 @@ counts as (
 
 final as (
     select
-        counts.replicate,
-        counts.target,
-        counts.source_index_i,
-        counts.source_index_j,
-        candidates_i.is_ahp_candidate and candidates_j.is_ahp_candidate as is_ahp_pair,
-        counts.n_wins,
-        counts.n_images,
-        counts.n_wins / counts.n_images as win_rate,
-        clipped_win_rate(counts.n_wins, counts.n_images) as win_rate_clipped,
-        case
-            when candidates_i.is_ahp_candidate and candidates_j.is_ahp_candidate
-                then clipped_win_rate(counts.n_wins, counts.n_images)
-                / (1 - clipped_win_rate(counts.n_wins, counts.n_images))
-        end as win_ratio
+        replicate,
+        target,
+        source_index_i,
+        source_index_j,
+        is_ahp_pair,
+        n_wins,
+        n_images,
+        n_wins / n_images as win_rate,
+        clipped_win_rate(n_wins, n_images) as win_rate_clipped,
+        ahp_win_ratio(clipped_win_rate(n_wins, n_images), is_ahp_pair) as win_ratio
     from counts
-    inner join affinity_candidates as candidates_i
-        on candidates_i.target = counts.target and candidates_i.source_index = counts.source_index_i
-    inner join affinity_candidates as candidates_j
-        on candidates_j.target = counts.target and candidates_j.source_index = counts.source_index_j
 )
 
 select * from final;
