@@ -105,6 +105,8 @@ def ingest_command(
         click.echo(f"skipped (domains tdb does not use): {', '.join(report.unused_domains)}")
     if report.n_nonfixated_views:
         click.echo(f"nonfixated: {report.n_nonfixated_views} (point, seeing image) rows in nonfixated_views")
+    if report.n_cameras:
+        click.echo(f"cameras: {report.n_cameras} views; tuples of the multi-image tasks: {report.n_tuples}")
     for domain, count in report.missing_per_domain.items():
         warn(f"{count} images have no {domain} file (see the missing_files view)")
     if report.buildings_not_in_split:

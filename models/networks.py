@@ -302,6 +302,12 @@ class TaskNetwork(nn.Module):
                 last.bias.zero_()
 
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The representation of images (N, 3, S, S); of tuples of views (N, V, 3, S, S), every view through the
+        same encoder (siamese) and the views' representations concatenated along the channels, which is what
+        the head of a multi-image task reads (the original concatenated them too)."""
+        if image.dim() == 5:
+            features = self.encoder(image.flatten(0, 1))
+            return features.view(len(image), -1, *features.shape[-2:])
         return self.encoder(image)
 
     def forward_head(self, representation: torch.Tensor) -> torch.Tensor:
@@ -325,10 +331,11 @@ def build_encoder(config: NetworkConfig, spec: TaskSpec | None = None) -> nn.Mod
 
 
 def create_task_network(spec: TaskSpec, config: NetworkConfig) -> TaskNetwork:
-    """Encoder plus the decoder for the task's output kind, sized from the config."""
+    """Encoder plus the decoder for the task's output kind, sized from the config (and the task's views)."""
+    channels, side, _ = config.representation_shape
     decoder = create_decoder(
         spec.output_kind,
-        representation_shape=config.representation_shape,
+        representation_shape=(channels * spec.n_views, side, side),
         out_channels=spec.out_channels,
         output_size=config.input_size,
         width=config.decoder_width,

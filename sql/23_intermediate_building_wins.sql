@@ -8,7 +8,7 @@
 --          the pair has a W' entry), building (null for a loss of an
 --          image the store does not list, only ever written by hand), n_wins (images of the building where i's
 --          loss is lower than j's, ties counted as half), n_images (the target's compared images in the building)
--- upstream: affinity_candidates, candidate_losses, images
+-- upstream: affinity_candidates, candidate_losses, images, tuples, tasks
 -- A plain self-join of the losses, not pairwise_wins' loss lists: it serves the bootstrap, which the default
 -- study runs at a few hundred images, and being written another way, its sums over buildings checking
 -- pairwise_wins (tests/test_bootstrap.py) are a check of two implementations.
@@ -19,13 +19,16 @@ candidate_counts as (
     select target, count(*) as n_candidates from affinity_candidates group by target
 ),
 
--- the images every candidate of the target has a loss for at the seed rank, with their buildings
+-- the images every candidate of the target has a loss for at the seed rank, with their buildings; a multi-image
+-- target's losses are per tuple, stored under the tuple's id, and a tuple's building is its views'
 compared_images as (
     select candidate_losses.seed_rank, candidate_losses.target, candidate_losses.image_id,
-        any_value(images.building) as building
+        any_value(coalesce(tuples.building, images.building)) as building
     from candidate_losses
     inner join candidate_counts on candidate_counts.target = candidate_losses.target
+    left join tuples on tuples.task = candidate_losses.target and tuples.tuple_id = candidate_losses.image_id
     left join images on images.image_id = candidate_losses.image_id
+        and candidate_losses.target not in (select task from tasks where n_views > 1)
     group by candidate_losses.seed_rank, candidate_losses.target, candidate_losses.image_id,
         candidate_counts.n_candidates
     having count(*) = candidate_counts.n_candidates

@@ -32,14 +32,18 @@ SHARD_IMAGES = 512
 
 @dataclass
 class TaskData:
-    """Decoded images and labels of one task, row-aligned with `image_ids` (sorted ascending)."""
+    """Decoded images and labels of one task, row-aligned with `image_ids` (sorted ascending).
+
+    For a multi-image task a row is a tuple of views: `image_ids` are tuple ids, `views` the image ids of each
+    tuple's views in order, `rgb` holds every view of the row, and `labels` the tuple's label."""
 
     task: str
     image_ids: np.ndarray  # int32 [N]
     splits: np.ndarray  # str [N]
-    rgb: torch.Tensor  # uint8 [N, 3, S, S]
+    rgb: torch.Tensor  # uint8 [N, 3, S, S], or [N, V, 3, S, S] for tuples of V views
     labels: torch.Tensor | None  # decoded stored label; None for labels derived from rgb
     masks: torch.Tensor | None  # bool [N, S, S] where the task has invalid pixels, else None
+    views: np.ndarray | None = None  # int32 [N, V]: the image ids of each tuple's views
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -59,6 +63,7 @@ class TaskData:
             self.rgb[index],
             None if self.labels is None else self.labels[index],
             None if self.masks is None else self.masks[index],
+            None if self.views is None else self.views[np_index],
         )
 
     def split(self, name: str) -> TaskData:
@@ -85,8 +90,8 @@ class TaskData:
                     mirrored = mirrored.clone()
                     mirrored[:, list(spec.mirror_negates)] *= -1
                 labels = torch.where(flip.view(shape), mirrored, labels)
-        if train and spec.photometric:
-            rgb = jitter_photometry(rgb, generator)
+        if train and spec.photometric:  # each view of a tuple on its own, as separate photographs
+            rgb = jitter_photometry(rgb.flatten(0, -4), generator).view(rgb.shape)
         ids = torch.from_numpy(self.image_ids[rows.numpy()].astype(np.int64))
         return spec.make_batch(rgb, labels, masks, ids, train, generator)
 
@@ -165,6 +170,8 @@ def load_task_data(
     size = size or image_size(workspace)
     if isinstance(splits, str):
         splits = [splits]
+    if spec.n_views > 1:
+        return _load_tuples(workspace, spec, splits, image_ids, size, progress)
     rows = image_rows(workspace, spec.domains, splits, image_ids)
     if not rows:
         raise DataError(f"no images with {', '.join(spec.domains)} in splits {', '.join(splits or SPLITS)}")
@@ -176,6 +183,50 @@ def load_task_data(
         labels = torch.from_numpy(labels_np)
         masks = None if masks_np is None else torch.from_numpy(masks_np)
     return TaskData(spec.name, ids, np.array([r["split"] for r in rows]), torch.from_numpy(rgb), labels, masks)
+
+
+def _load_tuples(
+    workspace: Workspace,
+    spec: TaskSpec,
+    splits: Sequence[str] | None,
+    image_ids: Sequence[int] | None,
+    size: int,
+    progress: bool,
+) -> TaskData:
+    """The tuples of a multi-image task in `splits`, or those whose every view is among `image_ids`."""
+    where, params = ["task = ?"], [spec.name]
+    if splits is not None:
+        where.append("split in (select unnest(?))")
+        params.append(list(splits))
+    if image_ids is not None:
+        where.append("list_has_all(?, image_ids)")
+        params.append([int(i) for i in image_ids])
+    table = workspace.db.query(
+        f"select tuple_id, split, image_ids, label from tuples where {' and '.join(where)} order by tuple_id", params
+    )
+    if table.num_rows == 0:
+        raise DataError(
+            f"no {spec.name} tuples in splits {', '.join(splits or SPLITS)}: its tuples of views come from the"
+            " camera files (point_info) read at ingest, and need views of one building that fixate the same point"
+        )
+    views = np.array(table.column("image_ids").to_pylist(), dtype=np.int32)
+    distinct = np.unique(views)
+    rows = image_rows(workspace, ("rgb",), None, distinct.tolist())
+    if len(rows) != len(distinct):
+        raise DataError(f"{spec.name}: {len(distinct) - len(rows)} views of its tuples have no rgb file")
+    rgb, _ = _cached(workspace, "rgb", rows, size, progress)
+    labels = torch.tensor(table.column("label").to_pylist(), dtype=torch.float32)
+    if spec.output_kind == "classes":
+        labels = labels[:, 0].long()
+    return TaskData(
+        spec.name,
+        np.array(table.column("tuple_id").to_pylist(), dtype=np.int32),
+        np.array(table.column("split").to_pylist()),
+        torch.from_numpy(rgb)[torch.from_numpy(np.searchsorted(distinct, views))],
+        labels,
+        None,
+        views,
+    )
 
 
 def load_rgb(workspace: Workspace, image_ids: Sequence[int], size: int, progress: bool = False) -> np.ndarray:

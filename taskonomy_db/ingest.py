@@ -14,6 +14,7 @@ import io
 import json
 import os
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from taskonomy_db.layout import (
     resolve_folder,
 )
 from taskonomy_db.settings import as_dict
+from taskonomy_db.tuples import read_camera, sync_tuples
 from taskonomy_db.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
@@ -67,6 +69,8 @@ class IngestReport:
     buildings_not_in_split: list[str] = field(default_factory=list)
     unused_domains: list[str] = field(default_factory=list)  # folders of domains tdb does not use, skipped
     n_nonfixated_views: int = 0  # rows of the legacy per-point nonfixated files, in nonfixated_views
+    n_cameras: int = 0  # views whose camera file was read into `cameras`
+    n_tuples: int = 0  # tuples of views the multi-image tasks read, over every ingested root
 
 
 @dataclass
@@ -260,6 +264,21 @@ def _scan(root: Path, layout: str) -> _Scan:
     return _Scan(files, nonfixated, unused, problems)
 
 
+def _read_cameras(scan: _Scan) -> dict[tuple[str, int, int], dict]:
+    """The camera of every view with a camera file; a file that lacks a field the multi-image tasks need is a
+    problem of the scan (named at ingest, or skipped and recorded with --skip-bad)."""
+    paths = {key: files["point_info"] for key, files in scan.files.items() if "point_info" in files}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        read = dict(zip(paths, pool.map(read_camera, paths.values()), strict=True))
+    cameras = {}
+    for key in sorted(read):
+        if isinstance(read[key], str):
+            scan.problems.append((paths[key], read[key]))
+        else:
+            cameras[key] = read[key]
+    return cameras
+
+
 def _check_name(name: str, folder: Folder) -> str | tuple[int, int | None, str]:
     """(point, view or None for a per-point file, ext) of a file in its folder, or the problem with its name."""
     parsed = parse_any_file_name(name)
@@ -332,6 +351,7 @@ def ingest(
         raise IngestError("--split-set needs --split-file (a published split CSV or the folder holding them)")
 
     scan = _scan(root, layout)
+    cameras = _read_cameras(scan)
     if scan.problems and not skip_bad:
         path, problem = scan.problems[0]
         more = f" (and {len(scan.problems) - 1} more problems)" if len(scan.problems) > 1 else ""
@@ -377,6 +397,11 @@ def ingest(
         [{"data_root": data_root_text, **row} for row in scan.nonfixated if row["building"] in split_of],
         schema=NONFIXATED_SCHEMA,
     )
+    camera_rows = [
+        {"data_root": data_root_text, "image_key": f"{b}/point_{p}_view_{v}", **cameras[b, p, v]}
+        for b, p, v in keys
+        if (b, p, v) in cameras
+    ]
 
     with workspace.db.transaction() as con:
         con.register("new_images", new_images)
@@ -402,6 +427,8 @@ def ingest(
         }
         con.insert_one("datasets", dataset, replace=True)
         con.replace_rows("nonfixated_views", nonfixated, data_root=data_root_text)
+        con.replace_rows("cameras", camera_rows, data_root=data_root_text)
+        n_tuples = sync_tuples(con, workspace.seed)
 
     missing = Counter(d for k in keys for d in domains if d not in scan.files[k])
     return IngestReport(
@@ -417,4 +444,6 @@ def ingest(
         buildings_not_in_split=skipped_buildings,
         unused_domains=scan.unused_domains,
         n_nonfixated_views=nonfixated.num_rows,
+        n_cameras=len(camera_rows),
+        n_tuples=n_tuples,
     )

@@ -70,6 +70,17 @@ def cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return F.cross_entropy(prediction, target.long(), reduction="none")
 
 
+POSE_NUMBERS = 6
+
+
+def pose_distance(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The siamese tasks' L2 (siamese_nets.py, cycle_siamese_nets.py): the Euclidean distance between predicted
+    and true pose, not squared, summed over the poses of a tuple (one for a pair, three for egomotion). The tiny
+    constant keeps the gradient finite at a perfect prediction."""
+    difference = (prediction - target.to(prediction.dtype)).view(len(prediction), -1, POSE_NUMBERS)
+    return (difference.pow(2).sum(2) + 1e-12).sqrt().sum(1)
+
+
 @cache
 def semantic_prior_factor() -> torch.Tensor:
     """Per-label weight of segment_semantic's pixels (index = stored label; uncertain weighs 0).
@@ -135,4 +146,5 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], to
     "cross_entropy": cross_entropy,
     "dense_cross_entropy": dense_cross_entropy,
     "segment_metric": segment_metric_loss,
+    "pose_distance": pose_distance,
 }

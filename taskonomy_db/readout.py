@@ -87,12 +87,14 @@ class TransferOutcome:
 
 @dataclass
 class Labels:
-    """One target's labels on one image role, aligned with that role's representation rows."""
+    """One target's labels on one image role, aligned with that role's representation rows; for a multi-image
+    target, one per tuple of the role (`views`: the positions of each tuple's views among the role's images)."""
 
-    rows: np.ndarray  # positions in the role's images that carry this target's label
-    image_ids: np.ndarray
+    rows: np.ndarray  # positions in the role's images that carry this target's label (tuples: 0..N-1)
+    image_ids: np.ndarray  # image ids, or tuple ids
     targets: torch.Tensor
     masks: torch.Tensor | None
+    views: np.ndarray | None = None  # int64 [N, V] for a multi-image target
 
 
 @dataclass
@@ -261,6 +263,17 @@ def cached_features(context: TransferContext, encoders: Sequence[str]) -> Featur
     return lambda role, rows: inputs[role][rows]
 
 
+def tuple_features(features: Features, labels: Mapping[str, Labels]) -> Features:
+    """The input of a multi-image target's readout: for each tuple of a role, its views' representations
+    concatenated along the channels (as the original's transfers to these tasks read them)."""
+
+    def read(role: str, rows: torch.Tensor) -> torch.Tensor:
+        views = labels[role].views[rows.numpy()]
+        return torch.cat([features(role, torch.from_numpy(views[:, k])) for k in range(views.shape[1])], dim=1)
+
+    return read
+
+
 def _labelled(labels: Labels, lookup: torch.Tensor, rows: torch.Tensor, prediction: torch.Tensor) -> tuple:
     """The prediction, targets and masks of the images among `rows` that carry this target's label."""
     where = lookup[rows]
@@ -304,6 +317,9 @@ def train_readout_group(
     counts = {role: len(context.image_ids[role]) for role in ROLES}
     specs = [get_task(job.target) for job in group.jobs]
     labels = [context.targets[job.target] for job in group.jobs]
+    if any(spec.n_views > 1 for spec in specs):  # a group of its own (group_jobs): its rows are tuples
+        features = tuple_features(features, labels[0])
+        counts = {role: len(labels[0][role].image_ids) for role in ROLES}
     in_channels, side, _ = features("fit", torch.arange(1)).shape[1:]
     sizes = {int(t["fit"].targets.shape[-1]) for t, s in zip(labels, specs, strict=True) if _is_dense(s)}
     size = sizes.pop() if sizes else side

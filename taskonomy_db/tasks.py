@@ -41,7 +41,7 @@ INPUT_KINDS = ("rgb", "grey", "noisy_rgb", "masked_rgb", "tiles")
 # dense: (C,H,W) regression; dense_classes: per-pixel logits; embedding: per-pixel vectors for a metric loss;
 # distribution: (K,) logits against a soft label; classes: (K,) logits against one class index; vector: (K,)
 # regression (room layout, vanishing points).
-DERIVED_LABELS = ("rgb", "chroma", "permutation")
+DERIVED_LABELS = ("rgb", "chroma", "permutation", "tuple")
 OUTPUT_KINDS = ("dense", "dense_classes", "embedding", "distribution", "classes", "vector")
 
 DENOISING_SIGMA = 0.1
@@ -88,8 +88,12 @@ class TaskSpec:
     photometric: bool = True
     label_version: int = 1
     # A label with no file (label_domain None), computed from the image: "rgb" (reconstruct the clean image),
-    # "chroma" (its YUV chroma) or "permutation" (the jigsaw's tile order, drawn with the input).
+    # "chroma" (its YUV chroma) or "permutation" (the jigsaw's tile order, drawn with the input); or "tuple", the
+    # label of a tuple of views in the `tuples` table (the multi-image tasks, computed from their cameras).
     derived_label: str | None = None
+    # Images the network reads at once through one shared encoder (siamese): 2 or 3 for the multi-image tasks,
+    # whose items are tuples (taskonomy_db.tuples) rather than images.
+    n_views: int = 1
     decoder: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -150,7 +154,7 @@ class TaskSpec:
         else:  # pragma: no cover - guarded by the registry's validation
             raise ValueError(kind)
 
-        if self.label_domain is not None:
+        if self.label_domain is not None or self.derived_label == "tuple":
             targets = label
         elif self.derived_label == "chroma":
             targets = chroma(rgb)
@@ -205,6 +209,7 @@ class TaskSpec:
             "is_source": self.is_source,
             "is_target": self.is_target,
             "description": self.description,
+            "n_views": self.n_views,
         }
 
 
@@ -328,6 +333,8 @@ def register_task(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task {spec.name}: a stored label needs a decoder, and only a stored label has one")
     if (spec.label_domain is None) != (spec.derived_label in DERIVED_LABELS):
         raise ValueError(f"task {spec.name}: a label without a file is derived, one of {DERIVED_LABELS}")
+    if (spec.n_views > 1) != (spec.derived_label == "tuple") or spec.n_views > 1 and spec.input_kind != "rgb":
+        raise ValueError(f"task {spec.name}: exactly the multi-image tasks read rgb tuples with a tuple's label")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -514,6 +521,27 @@ register_task(
              out_channels=JIGSAW_PERMUTATIONS, label_domain=None, loss_name="cross_entropy",
              derived_label="permutation", is_target=False,
              description="which of 100 fixed permutations shuffled the 3x3 tiles; softmax; source-only as in the paper")
+)  # fmt: skip
+
+# The multi-image tasks (siamese, as the original's configs fix_pose, non_fixated_pose, ego_motion, point_match):
+# the label of each tuple of views comes from their cameras (taskonomy_db.tuples). Mirroring a view would change
+# the camera geometry the label describes, so they train without it.
+_POSE = "standardised as the original's calculate_relative_camera_pose; Euclidean distance (not squared)"
+for _name, _views, _numbers, _text in (
+    ("fixated_pose", 2, 6, "relative camera pose of two views fixating the same point"),
+    ("nonfixated_pose", 2, 6, "relative camera pose of two views of different points that see a common point"),
+    ("egomotion", 3, 18, "pairwise relative poses of three views fixating the same point"),
+):
+    register_task(
+        TaskSpec(name=_name, group="geometric", input_kind="rgb", output_kind="vector", out_channels=_numbers,
+                 label_domain=None, loss_name="pose_distance", mirror=False, derived_label="tuple", n_views=_views,
+                 description=f"{_text}: rotation (static XYZ Euler) and translation, {_POSE}")
+    )  # fmt: skip
+register_task(
+    TaskSpec(name="point_matching", group="geometric", input_kind="rgb", output_kind="classes", out_channels=2,
+             label_domain=None, loss_name="cross_entropy", mirror=False, derived_label="tuple", n_views=2,
+             description="whether the centres of two views show the same 3D point (they fixate the same point); "
+             "balanced, softmax")
 )  # fmt: skip
 
 

@@ -84,8 +84,12 @@ def _normalise(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _labels(data: TaskData, image_ids: np.ndarray) -> Labels:
-    """Targets and masks of a whole role at once (deterministic corruptions)."""
+    """Targets and masks of a whole role at once (deterministic corruptions); of a multi-image target, one per
+    tuple whose views are all among the role's images."""
     batch = data.batch(torch.arange(len(data)), train=False)
+    if data.views is not None:
+        views = np.searchsorted(image_ids, data.views).astype(np.int64)
+        return Labels(np.arange(len(data)), data.image_ids.astype(np.int32), batch.targets, None, views)
     return Labels(
         np.searchsorted(image_ids, data.image_ids), data.image_ids.astype(np.int32), batch.targets, batch.masks
     )
@@ -448,19 +452,20 @@ def _execute(
 
 def group_jobs(jobs: Sequence[TransferJob], seed: int) -> list[ReadoutGroup | NetworkJob]:
     """Readouts over the same input and of the same seed index become one group (in a fixed order, so a resumed
-    run forms the same groups): the seeds of a source set draw their batches in orders of their own. Each pixel
-    baseline is its own job. Scratch networks go first: they are the longest."""
-    groups: dict[tuple[tuple[str, ...], int], list[TransferJob]] = defaultdict(list)
+    run forms the same groups): the seeds of a source set draw their batches in orders of their own. A
+    multi-image target's readouts read tuples, not images, so each forms a group of its own. Each pixel baseline
+    is its own job. Scratch networks go first: they are the longest."""
+    groups: dict[tuple[tuple[str, ...], int, str], list[TransferJob]] = defaultdict(list)
     singles: list[NetworkJob] = []
     for job in jobs:
         if job.kind in NETWORK_BASELINES:
             singles.append(NetworkJob(job))
         else:
             inputs = (RANDOM,) if job.kind == RANDOM else job.sources
-            groups[inputs, job.seed_index].append(job)
+            groups[inputs, job.seed_index, job.target if get_task(job.target).n_views > 1 else ""].append(job)
     work: list[ReadoutGroup | NetworkJob] = sorted(singles, key=lambda n: (n.job.kind != SCRATCH, n.job.key))
-    for inputs, seed_index in sorted(groups):
-        members = tuple(sorted(groups[inputs, seed_index], key=lambda j: j.key))
-        batches = derive_seed(seed, seeded_name("batches:" + "+".join(inputs), seed_index))
-        work.append(ReadoutGroup(inputs, members, batches))
+    for inputs, seed_index, tuple_target in sorted(groups):
+        members = tuple(sorted(groups[inputs, seed_index, tuple_target], key=lambda j: j.key))
+        name = "batches:" + "+".join(inputs) + (f":{tuple_target}" if tuple_target else "")
+        work.append(ReadoutGroup(inputs, members, derive_seed(seed, seeded_name(name, seed_index))))
     return work
