@@ -21,7 +21,7 @@ def demo(workspace: Path, tiny: bool, full: bool, seed: int, output_format: str)
 
     generate -> ingest -> train -> export -> extract -> transfer -> affinity -> tree -> taxonomy -> report,
     with a summary line and timing per step. Each step is skipped when already done, so an interrupted demo
-    resumes where it stopped. The default profile trains 17 tasks across the 3D, 2D, geometric and semantic
+    resumes where it stopped. The default profile trains 19 tasks across the 3D, 2D, geometric and semantic
     groups and takes about 42 minutes on 2 CPU cores (see the README).
 
     Example:

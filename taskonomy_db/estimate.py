@@ -39,12 +39,11 @@ from taskonomy_db.estimators import (
 from taskonomy_db.extract import read_representations
 from taskonomy_db.locking import writer_lock
 from taskonomy_db.names import RANDOM
-from taskonomy_db.settings import ESTIMATORS
+from taskonomy_db.settings import ESTIMATORS, LABEL_ESTIMATORS
 from taskonomy_db.tasks import TaskSpec, get_task, list_tasks
 from taskonomy_db.transfer import extracted_encoders
 from taskonomy_db.workspace import Workspace
 
-LABEL_ESTIMATORS = ("logme", "ridge")  # the others compare representations
 DEFAULT_IMAGES = 256
 GRID = 4
 COMPONENTS = 8
@@ -157,6 +156,8 @@ def _why_not(
     buildings: np.ndarray,
 ) -> str | None:
     if method in LABEL_ESTIMATORS and labelled is None:
+        if get_task(target).n_views > 1:
+            return "its labels belong to tuples of views, and the estimators read one image at a time"
         return "its label (a superpixel id map) is no regression target"
     if method in LABEL_ESTIMATORS and labelled is not None and labelled[1].shape[1] == 0:
         return "its labels do not vary over these images"
@@ -176,7 +177,7 @@ def _regression_target(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(rows of `image_ids` with a label, their target matrix, z-scored columns), or None for a task whose
     label is no regression target."""
-    if spec.output_kind == "embedding":
+    if spec.output_kind == "embedding" or spec.n_views > 1:
         return None
     data: TaskData = load_task_data(workspace, spec.name, None, image_ids=image_ids.tolist(), size=size, progress=False)
     if len(data) < 4:

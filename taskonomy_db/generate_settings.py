@@ -15,9 +15,9 @@ MANIFEST = "tdb_generate.json"  # what a generated dataset says of itself: its b
 @dataclass(frozen=True)
 class GenerateSettings:
     n_buildings: int = 48
-    rooms_per_building: int = 3
+    rooms_per_building: int = 2
     points_per_room: int = 4
-    views_per_point: int = 2
+    views_per_point: int = 3
     size: int = 64
     seed: int = 0
     layout: str = "taskonomy"

@@ -26,6 +26,7 @@ NORMS = ("batch", "group")  # models/networks.py builds them
 PROVIDERS = ("auto", "cpu", "cuda")  # onnxruntime execution providers for `tdb extract`
 DTYPES = ("float16", "float32")  # how `tdb extract` stores representations
 ESTIMATORS = ("logme", "ridge", "cka", "rsa")  # `tdb estimate`'s methods (taskonomy_db.estimators)
+LABEL_ESTIMATORS = ("logme", "ridge")  # those that read the target's labels; the others compare representations
 BEAM_FROM = ("measured", *(f"estimate:{method}" for method in ESTIMATORS))
 
 

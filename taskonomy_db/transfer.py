@@ -43,6 +43,7 @@ from taskonomy_db.extract import check_representations, read_representations, re
 from taskonomy_db.locking import writer_lock
 from taskonomy_db.names import GOLD, NETWORK_BASELINES, RANDOM, SCRATCH
 from taskonomy_db.readout import ROLES, Labels, NetworkJob, ReadoutGroup, TransferContext, TransferError, TransferJob
+from taskonomy_db.settings import LABEL_ESTIMATORS
 from taskonomy_db.tasks import get_task, list_tasks
 from taskonomy_db.training import load_gold_network, network_config, network_sha256, train_settings
 from taskonomy_db.transfer_images import TransferImages, choose_transfer_images
@@ -165,7 +166,7 @@ class TransferPlan:
         reaches: the top `beam`, `beam + 1` for order 4, the first `max_order` for the greedy orders 5 and above.
         The first-order transfers of the others are what an estimate saves."""
         max_order = int(self.settings["max_order"])
-        if self.estimated_ranking is None or max_order < 2:
+        if self.estimated_ranking is None or max_order < 2 or target not in self.estimated_ranking:
             return self.sources
         reach = int(self.settings["beam"]) + (1 if max_order >= 4 else 0)
         return sorted(self.estimated_ranking[target][: max(reach, max_order if max_order >= 5 else 0)])
@@ -304,8 +305,9 @@ def estimated_ranking(
     workspace: Workspace, beam_from: str, targets: Sequence[str], sources: Sequence[str]
 ) -> dict[str, list[str]] | None:
     """Each target's sources (its own encoder left out, as in the measured ranking) by an estimator's stored
-    scores, best first, ties by name; None for the measured ranking. Raises TransferError where a target lacks
-    a score for one of the sources."""
+    scores, best first, ties by name; None for the measured ranking. A multi-image target, which the label
+    estimators (LogME, ridge) cannot score, is left out: its ranking is measured. Raises TransferError where a
+    target lacks a score for one of the sources."""
     if beam_from == "measured":
         return None
     method = beam_from.split(":", 1)[1]
@@ -316,6 +318,8 @@ def estimated_ranking(
     scores = {(r["target"], r["source"]): r["score"] for r in rows}
     ranking = {}
     for target in targets:
+        if method in LABEL_ESTIMATORS and get_task(target).n_views > 1:
+            continue
         candidates = [s for s in sources if s != target]
         missing = [s for s in candidates if (target, s) not in scores]
         if missing:
@@ -362,7 +366,8 @@ def run_transfers(
             _execute(workspace, jobs, plan, executor, summary, progress, "order 1")
             first_order_keys = [job.key for job in jobs]  # the baselines too: AHP ranks against them as well
             for order in range(2, int(settings["max_order"]) + 1):
-                ranking = plan.estimated_ranking or first_order_ranking(workspace, first_order_keys)
+                # Targets an estimator cannot score (multi-image ones, for the label estimators) by the measured.
+                ranking = first_order_ranking(workspace, first_order_keys) | (plan.estimated_ranking or {})
                 jobs = [
                     job
                     for t in targets
