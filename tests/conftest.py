@@ -56,8 +56,15 @@ def view_files(layout: str, building: str, point: int, view: int, domains: dict[
                 else rng.integers(0, 65535, (8, 8), dtype=np.uint16)
             )
             files[path] = png_bytes(array)
-        elif ext == "json":
-            files[path] = json.dumps({"point_uuid": f"{building}-{point}", "view_id": view}).encode()
+        elif ext == "json":  # a camera file: the fields of a real one that ingest reads, and its ids
+            camera = {
+                "camera_location": rng.uniform(-3, 3, 3).round(6).tolist(),
+                "camera_rotation_final": rng.uniform(-3, 3, 3).round(6).tolist(),
+                "nonfixated_points_in_view": [],
+                "point_uuid": f"{building}-{point}",
+                "view_id": view,
+            }
+            files[path] = json.dumps(camera).encode()
         else:
             buffer = io.BytesIO()
             np.save(buffer, rng.random(5).astype(np.float32))
