@@ -262,10 +262,11 @@ def train_task(
     config = network_config(settings)
     data = load_task_data(workspace, task, size=config.input_size, progress=progress)
     train, val, test = data.split("train"), data.split("val"), data.split("test")
+    items = "tuples of views" if spec.n_views > 1 else "images"
     if len(train) < 2:
-        raise TrainingError(f"{task}: the train split has {len(train)} usable images; at least 2 are needed")
+        raise TrainingError(f"{task}: the train split has {len(train)} usable {items}; at least 2 are needed")
     if len(test) == 0:
-        raise TrainingError(f"{task}: the test split has no usable images")
+        raise TrainingError(f"{task}: the test split has no usable {items}")
     if len(val) == 0:
         val = train  # model selection on the training loss, rather than none at all
 

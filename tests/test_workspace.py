@@ -157,7 +157,7 @@ def test_query_is_read_only_without_write(tmp_path):
     ws = ["-w", str(workspace.root)]
     assert (
         runner.invoke(
-            cli, ["query", "insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '')", *ws, "--write"]
+            cli, ["query", "insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '', 1)", *ws, "--write"]
         ).exit_code
         == 0
     )
