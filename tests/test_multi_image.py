@@ -108,7 +108,7 @@ def test_gold_networks_train_and_every_direction_reaches_affinity(study):
         if row["task"] in TUPLE_TASKS:
             assert row["n_test_images"] == tuples[row["task"]]  # one loss per test tuple
         assert np.isfinite(row["test_loss"])
-    first_order = study.db.query("select target, sources[1] as source from affinity where \"order\" = 1").to_pylist()
+    first_order = study.db.query('select target, sources[1] as source from affinity where "order" = 1').to_pylist()
     pairs = {(r["target"], r["source"]) for r in first_order}
     for task in TUPLE_TASKS:
         assert all((task, source) in pairs for source in SINGLE)  # into the multi-image task

@@ -155,12 +155,8 @@ def test_query_is_read_only_without_write(tmp_path):
     runner = CliRunner()
     workspace = Workspace.init(tmp_path / "ws")
     ws = ["-w", str(workspace.root)]
-    assert (
-        runner.invoke(
-            cli, ["query", "insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '', 1)", *ws, "--write"]
-        ).exit_code
-        == 0
-    )
+    insert = "insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '', 1)"
+    assert runner.invoke(cli, ["query", insert, *ws, "--write"]).exit_code == 0
 
     refused = runner.invoke(cli, ["query", "delete from tasks", *ws])
     assert refused.exit_code == 1 and "--write" in refused.output
