@@ -26,6 +26,7 @@ ENCODER_STRIDE = 8
 INPUT_MEAN = 0.5
 INPUT_STD = 0.25
 VECTOR_DROPOUT = 0.2
+SIAMESE_DROPOUT = 0.5  # the original's keep probability 0.5 in its fully connected heads
 
 
 @dataclass(frozen=True)
@@ -268,10 +269,32 @@ class VectorDecoder(nn.Module):
         return self.head(self.pool(self.conv(representation)))
 
 
+class SiameseHead(nn.Module):
+    """The multi-image tasks' head, as the original's `encoder_multilayers_fc_bn` over the flattened, concatenated
+    representations of a tuple's views: fully connected layers with batch norm, ReLU and dropout 0.5, then a
+    linear output. Flattened, not pooled: a relative pose is read from where things are in each view."""
+
+    def __init__(
+        self, representation_shape: tuple[int, int, int], out_channels: int, width: int = 64, layers: int = 2, **_: Any
+    ) -> None:
+        super().__init__()
+        channels, side, _ = representation_shape
+        hidden: list[nn.Module] = [nn.Flatten()]
+        size = channels * side * side
+        for _layer in range(layers - 1):
+            hidden += [nn.Linear(size, 4 * width), nn.BatchNorm1d(4 * width), nn.ReLU(), nn.Dropout(SIAMESE_DROPOUT)]
+            size = 4 * width
+        self.layers = nn.Sequential(*hidden, nn.Linear(size, out_channels))
+
+    def forward(self, representation: torch.Tensor) -> torch.Tensor:
+        return self.layers(representation)
+
+
 for _kind in ("dense", "dense_classes", "embedding"):
     register_decoder(_kind)(DenseDecoder)
 for _kind in ("distribution", "classes", "vector"):
     register_decoder(_kind)(VectorDecoder)
+register_decoder("siamese")(SiameseHead)
 
 
 # ---------------------------------------------------------------- the task network
@@ -334,7 +357,7 @@ def create_task_network(spec: TaskSpec, config: NetworkConfig) -> TaskNetwork:
     """Encoder plus the decoder for the task's output kind, sized from the config (and the task's views)."""
     channels, side, _ = config.representation_shape
     decoder = create_decoder(
-        spec.output_kind,
+        "siamese" if spec.n_views > 1 else spec.output_kind,
         representation_shape=(channels * spec.n_views, side, side),
         out_channels=spec.out_channels,
         output_size=config.input_size,

@@ -213,9 +213,15 @@ def prepare_transfers(
             "`tdb extract random`, or leave it out with --baselines"
         )
     gold_fingerprints = {}
+    size = image_size(workspace)
     if GOLD in baselines:
         for target in targets:  # a missing or unloadable checkpoint fails here, not mid-run
-            network, _ = load_gold_network(workspace, target)
+            network, config = load_gold_network(workspace, target)
+            if config.input_size != size:
+                raise TransferError(
+                    f"the gold network of {target} reads {config.input_size}-pixel images, the workspace's"
+                    f" [train] image_size is {size}: retrain it (`tdb train {target}`) or set image_size back"
+                )
             gold_fingerprints[f"{GOLD}:{target}"] = network_sha256(network)
     max_order = int(settings["max_order"])
     # Higher orders draw from the other sources; a beam is checked only where asked for (the default simply
@@ -235,7 +241,6 @@ def prepare_transfers(
     needed = sorted(set(sources) | ({RANDOM} if RANDOM in baselines else set()))  # encoders whose output is read
     for name in sorted(set(targets) | set(needed)):  # footers only: a damaged part fails before any long read
         check_representations(workspace, name)
-    size = image_size(workspace)
     for name in needed:
         problem = representation_problem(encoders[name].representation_shape, size)
         if problem:

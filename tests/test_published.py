@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from taskonomy_db.cli import cli
 from taskonomy_db.published import PAPER_TO_DOMAIN, PublishedDataError, load_pickle, read_published, set_active
+from taskonomy_db.tasks import list_tasks
 from taskonomy_db.tree import PAPER_GROUPS
 from taskonomy_db.workspace import Workspace
 from tests.conftest import PUBLISHED, write_synthetic_release
@@ -62,6 +63,9 @@ def test_names_are_mapped_to_domains_and_baselines(published_workspace):
     paper_only = set(PAPER_TO_DOMAIN) - set(PAPER_TO_DOMAIN.values())
     assert not names & paper_only
     assert {"gold", "random", "normal", "depth_zbuffer", "class_scene", "inpainting", "vanishing_point"} <= names
+    # The measured study names the same tasks, the multi-image ones included; class_selected has no domain.
+    assert names - {"gold", "scratch", "random", "class_selected"} <= set(list_tasks())
+    assert {"egomotion", "fixated_pose", "nonfixated_pose", "point_matching"} <= names
     assert all(r["sources"] == sorted(r["sources"]) and r["order"] == len(r["sources"]) for r in rows)
     targets = {r["target"] for r in rows}
     first_order = {(r["target"], r["sources"][0]) for r in rows if r["order"] == 1}

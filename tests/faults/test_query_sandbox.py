@@ -30,7 +30,7 @@ class Trial:
         self.root = root
         self.workspace = Workspace.init(root / "ws")
         with self.workspace.db.transaction() as con:  # a row, so a store that lost it would show
-            con.execute("insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '')")
+            con.execute("insert into tasks values ('t', '3D', 'rgb', 'dense', 'l1', true, true, '', 1)")
         self.store = self.workspace.root / DATABASE_FILE
         self.outside = root / "outside"
         self.outside.mkdir()

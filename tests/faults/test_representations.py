@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from taskonomy_db.workspace import Workspace
 from tests.faults.conftest import QUICK_TRANSFER, assert_one_line_error, store_fingerprint, tdb
 
 ENCODER = "normal"
@@ -79,3 +80,12 @@ def test_the_named_fix_repairs_the_damage(study: Path, how: str):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert not list(study.rglob("*.tmp"))
+
+
+def test_a_gold_network_of_another_image_size_is_one_line(study: Path):
+    # The prepared networks read 32-pixel images; the workspace now says 64 (a hand edit of tdb.toml).
+    Workspace.open(study).update_settings("train", {"image_size": 64})
+    before = store_fingerprint(study / "taskonomy.duckdb")
+    result = tdb("transfer", "-w", study, *QUICK_TRANSFER[:-6], "--max-order", "1", "--workers", "1")
+    assert_one_line_error(result, "gold network of depth_zbuffer reads 32-pixel images", "image_size is 64")
+    assert store_fingerprint(study / "taskonomy.duckdb") == before
