@@ -6,11 +6,15 @@ sources, depth_zbuffer and depth_euclidean each other's best other source, the t
 budgets 2 and 3, and transfers beating scratch (median first-order Gain above 0.5). Also, read from the finished
 workspace: each target's own encoder among its 3 best first-order sources by mean test loss for at least 80% of
 targets.
+
+TDB_BENCH_DEMO_WORKSPACE=DIR runs the demo in DIR (which must not exist) and keeps it, so that
+`docs/make_readme_results.py DIR` can draw the README's results from the same run without running it again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -51,7 +55,7 @@ def loss_checks(database: Path) -> list[tuple[str, str, bool]]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
-        workspace = Path(tmp) / "ws"
+        workspace = Path(os.environ.get("TDB_BENCH_DEMO_WORKSPACE") or Path(tmp) / "ws")
         started = time.perf_counter()
         done = subprocess.run(
             [

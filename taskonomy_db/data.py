@@ -204,6 +204,16 @@ def _load_tuples(
     table = workspace.db.query(
         f"select tuple_id, split, image_ids, label from tuples where {' and '.join(where)} order by tuple_id", params
     )
+    if table.num_rows == 0 and image_ids is not None:  # the caller says what an image set without tuples means
+        return TaskData(
+            spec.name,
+            np.zeros(0, dtype=np.int32),
+            np.zeros(0, dtype=str),
+            torch.zeros((0, spec.n_views, 3, size, size), dtype=torch.uint8),
+            torch.zeros(0, dtype=torch.long) if spec.output_kind == "classes" else torch.zeros(0, spec.out_channels),
+            None,
+            np.zeros((0, spec.n_views), dtype=np.int32),
+        )
     if table.num_rows == 0:
         raise DataError(
             f"no {spec.name} tuples in splits {', '.join(splits or SPLITS)}: its tuples of views come from the"

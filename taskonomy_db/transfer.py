@@ -291,9 +291,15 @@ def prepare_transfers(
         }
         for role in ("fit", "holdout"):
             if len(data[role]) == 0:
+                whole = (
+                    ": none of its tuples has all its views among them (ask for more images, whole buildings'"
+                    " worth, with --transfer-images or --holdout-images)"
+                    if get_task(target).n_views > 1
+                    else ""
+                )
                 raise TransferError(
                     f"{target} has no label on any of the {len(by_role[role])} {role} images of the"
-                    f" {images.split} split; readouts of it cannot train or stop early"
+                    f" {images.split} split; readouts of it cannot train or stop early{whole}"
                 )
         arrays[target] = {role: _labels(data[role], by_role[role]) for role in ROLES}
         if GOLD in baselines or SCRATCH in baselines:

@@ -17,6 +17,7 @@ from taskonomy_db.extract import extract
 from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.models.networks import NetworkConfig, create_task_network
+from taskonomy_db.readout import TransferError
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import train_tasks
 from taskonomy_db.transfer import run_transfers
@@ -138,3 +139,14 @@ def test_a_workspace_without_cameras_has_no_tuple_data(tmp_path: Path):
     workspace = Workspace.init(tmp_path / "empty")
     with pytest.raises(DataError, match="no egomotion tuples"):
         load_task_data(workspace, "egomotion", "train", size=SIZE, progress=False)
+
+
+def test_a_transfer_image_set_too_small_for_any_tuple_is_one_line_and_writes_nothing(study):
+    before = study.db.query("select count(*) as n from transfers").to_pylist()
+    overrides = {"transfer_images": 2, "holdout_images": 12, "max_order": 1, "workers": 1}
+    with pytest.raises(
+        TransferError, match="egomotion has no label on any of the 2 fit images.*has all its views among them"
+    ) as e:
+        run_transfers(study, overrides, targets=["egomotion"], sources=SINGLE, progress=False)
+    assert "\n" not in str(e.value)
+    assert study.db.query("select count(*) as n from transfers").to_pylist() == before
