@@ -271,20 +271,22 @@ class VectorDecoder(nn.Module):
 
 class SiameseHead(nn.Module):
     """The multi-image tasks' head, as the original's `encoder_multilayers_fc_bn` over the flattened, concatenated
-    representations of a tuple's views: fully connected layers with batch norm, ReLU and dropout 0.5, then a
+    representations of a tuple's views: a fully connected layer with batch norm, ReLU and dropout 0.5, then a
     linear output. Flattened, not pooled: a relative pose is read from where things are in each view."""
 
     def __init__(
-        self, representation_shape: tuple[int, int, int], out_channels: int, width: int = 64, layers: int = 2, **_: Any
+        self, representation_shape: tuple[int, int, int], out_channels: int, width: int = 64, **_: Any
     ) -> None:
         super().__init__()
         channels, side, _ = representation_shape
-        hidden: list[nn.Module] = [nn.Flatten()]
-        size = channels * side * side
-        for _layer in range(layers - 1):
-            hidden += [nn.Linear(size, 4 * width), nn.BatchNorm1d(4 * width), nn.ReLU(), nn.Dropout(SIAMESE_DROPOUT)]
-            size = 4 * width
-        self.layers = nn.Sequential(*hidden, nn.Linear(size, out_channels))
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * side * side, 4 * width),
+            nn.BatchNorm1d(4 * width),
+            nn.ReLU(),
+            nn.Dropout(SIAMESE_DROPOUT),
+            nn.Linear(4 * width, out_channels),
+        )
 
     def forward(self, representation: torch.Tensor) -> torch.Tensor:
         return self.layers(representation)

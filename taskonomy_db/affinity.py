@@ -170,12 +170,12 @@ def first_order_matrix(db: Database, origin: str | None = None, column: str = "a
 
 @contextmanager
 def evidence_store(
-    db: Database, transfer_ids: Sequence[int], image_ids: Sequence[int] | None = None
+    db: Database, transfer_ids: Sequence[int], buildings: Sequence[str] | None = None
 ) -> Iterator[Database]:
-    """A throwaway store with every view, holding only these transfers and their losses (on `image_ids` alone
-    when given): the views' win rates and AHP over exactly that evidence. The beam ranks sources by the run's
-    first order alone this way, and cross-fitting scores one half of the test images with the other's taxonomy,
-    with the same SQL that serves the workspace."""
+    """A throwaway store with every view, holding only these transfers and their losses (those of test items in
+    `buildings` alone when given): the views' win rates and AHP over exactly that evidence. The beam ranks
+    sources by the run's first order alone this way, and cross-fitting scores one half of the test buildings
+    with the other's taxonomy, with the same SQL that serves the workspace."""
     with tempfile.TemporaryDirectory(prefix="tdb-evidence-") as folder:
         store = Database(Path(folder) / "evidence.duckdb", variables=db.variables)  # the same smoothing
         store.migrate()
@@ -183,12 +183,27 @@ def evidence_store(
             transfers = source.sql(
                 "select * from transfers where transfer_id in (select unnest(?))", params=[list(transfer_ids)]
             ).to_arrow_table()
-            chosen = "select * from losses where transfer_id in (select unnest(?))"
-            if image_ids is None:
-                losses = source.sql(chosen, params=[list(transfer_ids)]).to_arrow_table()
+            if buildings is None:
+                losses = source.sql(
+                    "select * from losses where transfer_id in (select unnest(?))", params=[list(transfer_ids)]
+                ).to_arrow_table()
             else:
-                chosen += " and image_id in (select unnest(?))"
-                losses = source.sql(chosen, params=[list(transfer_ids), list(image_ids)]).to_arrow_table()
+                # A multi-image target's losses are per tuple, stored under its tuple id: placed through `tuples`.
+                losses = source.sql(
+                    """
+                    select losses.*
+                    from losses
+                    inner join transfers using (transfer_id)
+                    left join tasks on tasks.task = transfers.target
+                    left join images
+                        on coalesce(tasks.n_views, 1) = 1 and images.image_id = losses.image_id
+                    left join tuples
+                        on tasks.n_views > 1 and tuples.tuple_id = losses.image_id
+                    where losses.transfer_id in (select unnest(?))
+                        and coalesce(tuples.building, images.building) in (select unnest(?))
+                    """,
+                    params=[list(transfer_ids), list(buildings)],
+                ).to_arrow_table()
         with store.transaction() as con:
             con.insert("transfers", transfers)
             con.insert("losses", losses)

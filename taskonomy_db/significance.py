@@ -41,19 +41,15 @@ class CrossFitCell:
         return sum(known) / len(known) if len(known) == 2 else None
 
 
-def building_halves(db: Database, seed: int) -> tuple[list[int], list[int]]:
-    """The test images of two halves of the test buildings, cut by a seeded hash of the building names."""
-    rows = db.query("select image_id, building from images where split = 'test' order by image_id").to_pylist()
+def building_halves(db: Database, seed: int) -> tuple[list[str], list[str]]:
+    """Two halves of the test buildings, cut by a seeded hash of their names."""
+    rows = db.query("select distinct building from images where split = 'test'").to_pylist()
     buildings = sorted(
         {r["building"] for r in rows}, key=lambda b: hashlib.sha256(f"{seed}:halves:{b}".encode()).hexdigest()
     )
     if len(buildings) < 2:
         raise SignificanceError(f"cross-fitting needs at least 2 test buildings, the test split has {len(buildings)}")
-    first = set(buildings[::2])
-    return (
-        [r["image_id"] for r in rows if r["building"] in first],
-        [r["image_id"] for r in rows if r["building"] not in first],
-    )
+    return sorted(buildings[::2]), sorted(buildings[1::2])
 
 
 def cross_fitted_sweep(
@@ -71,8 +67,8 @@ def cross_fitted_sweep(
         raise SignificanceError("no measured transfers to cross-fit; run `tdb transfer` first")
     halves = building_halves(db, seed)
     evidence = []
-    for images in halves:
-        with evidence_store(db, ids, images) as store:
+    for buildings in halves:
+        with evidence_store(db, ids, buildings) as store:
             evidence.append((load_affinity_rows(store), load_measurements(store)))
     runs = [
         sweep(evidence[a][0], evidence[b][1], budgets, orders, n_random, seed, **settings) for a, b in ((0, 1), (1, 0))

@@ -15,6 +15,7 @@ import json
 import math
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -427,34 +428,53 @@ def _update_average(average: TaskNetwork, network: TaskNetwork, step: int) -> No
 
 @torch.no_grad()
 def _precise_batch_norm(network: TaskNetwork, train: TaskData, batch_size: int = EVAL_BATCH) -> None:
-    """Set the encoder's batch norm statistics to those of the averaged weights over the whole training split
-    (precise BN, Wu and Johnson 2021): the running statistics were gathered from the raw weights of the last
-    hundred or so batches, which the weight average and the model selection never saw.
+    """Set the batch norm statistics to those of the averaged weights over the whole training split (precise BN,
+    Wu and Johnson 2021): the running statistics were gathered from the raw weights of the last hundred or so
+    batches, which the weight average and the model selection never saw. The encoder's norms first, then those
+    of a multi-image task's fully connected head, over the representations the recomputed encoder gives.
 
     Each norm's statistics are pooled over every pixel of the split (sums in float64), not averaged per batch as
     torch's update_bn does: that weighs a short last batch like a full one and leaves out the variance between
     batches. The split is visited in a fixed shuffled order, so that each batch, whose own statistics normalise
     what the later layers see in this pass, mixes buildings as a random training batch does."""
-    norms = [m for m in network.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    encoder_norms = [m for m in network.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    _pool_statistics(network, train, batch_size, encoder_norms, network.encoder, network.forward_features)
+    # The head's single norm follows a linear layer of the representation, so in eval mode (dropout off) its
+    # inputs are those of training.
+    head_norms = [m for m in network.decoder.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    _pool_statistics(network, train, batch_size, head_norms, None, network)
+
+
+def _pool_statistics(
+    network: TaskNetwork,
+    train: TaskData,
+    batch_size: int,
+    norms: list[torch.nn.Module],
+    in_train_mode: torch.nn.Module | None,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
     if not norms:
         return
-    sums = {norm: [0, 0.0, 0.0] for norm in norms}  # pixels, sum, sum of squares per channel
+    sums = {norm: [0, 0.0, 0.0] for norm in norms}  # values, sum, sum of squares per channel
 
-    def accumulate(norm: torch.nn.BatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
+    def accumulate(norm: torch.nn.Module, inputs: tuple[torch.Tensor]) -> None:
         x = inputs[0].double()
+        dims = (0, *range(2, x.dim()))
         totals = sums[norm]
         totals[0] += x.numel() // x.shape[1]
-        totals[1] = totals[1] + x.sum((0, 2, 3))
-        totals[2] = totals[2] + (x * x).sum((0, 2, 3))
+        totals[1] = totals[1] + x.sum(dims)
+        totals[2] = totals[2] + (x * x).sum(dims)
 
     hooks = [norm.register_forward_pre_hook(accumulate) for norm in norms]
-    network.encoder.train()
+    if in_train_mode is not None:
+        in_train_mode.train()
     try:
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
         for start in range(0, len(train), batch_size):
-            network.forward_features(train.batch(order[start : start + batch_size], train=False).inputs)
+            forward(train.batch(order[start : start + batch_size], train=False).inputs)
     finally:
-        network.encoder.eval()
+        if in_train_mode is not None:
+            in_train_mode.eval()
         for hook in hooks:
             hook.remove()
     for norm, (count, total, squares) in sums.items():

@@ -202,8 +202,8 @@ def build_tuples(views: Iterable[View], seed: int) -> list[dict[str, Any]]:
 
 
 def stored_views(con: Any) -> list[View]:
-    """The views with a camera in the store (cameras joined to images), and the points each sees: its own, its
-    camera file's nonfixated_points_in_view, and the legacy per-point nonfixated files that list it."""
+    """The views with a camera and an image in the store (cameras joined to images), and the points each sees:
+    its own, its camera file's nonfixated_points_in_view, and the legacy per-point nonfixated files that list it."""
     rows = con.execute(
         """
         select images.image_id, images.image_key, images.building, images.point, images.split,
@@ -212,6 +212,7 @@ def stored_views(con: Any) -> list[View]:
                       where nonfixated_views.image_key = images.image_key), []) as listed_in
         from cameras
         inner join images using (image_key)
+        where images.rgb_path is not null  -- a view without its image is in no tuple
         order by images.image_key
         """
     ).fetchall()

@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e '.[test]' 2>&1 \
     | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import taskonomy_db.cli, torch, onnxruntime, duckdb, pulp" >/dev/null
+.venv/bin/python -c "import taskonomy_db.cli, torch, onnxruntime, duckdb, pulp, xdist" >/dev/null
 
 # The HTML report is checked in headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from taskonomy_db.affinity import evidence_store
 from taskonomy_db.data import load_task_data
 from taskonomy_db.encoders import export_encoders
 from taskonomy_db.errors import DataError
@@ -18,8 +19,9 @@ from taskonomy_db.generate import generate
 from taskonomy_db.ingest import ingest_generated
 from taskonomy_db.models.networks import NetworkConfig, create_task_network
 from taskonomy_db.readout import TransferError
+from taskonomy_db.significance import building_halves
 from taskonomy_db.tasks import get_task
-from taskonomy_db.training import train_tasks
+from taskonomy_db.training import load_gold_network, train_tasks
 from taskonomy_db.transfer import run_transfers
 from taskonomy_db.tuples import TUPLE_TASKS
 from taskonomy_db.workspace import Workspace
@@ -150,3 +152,37 @@ def test_a_transfer_image_set_too_small_for_any_tuple_is_one_line_and_writes_not
         run_transfers(study, overrides, targets=["egomotion"], sources=SINGLE, progress=False)
     assert "\n" not in str(e.value)
     assert study.db.query("select count(*) as n from transfers").to_pylist() == before
+
+
+def test_the_siamese_heads_batch_norm_holds_the_statistics_of_the_kept_weights(study):
+    network, _ = load_gold_network(study, "fixated_pose")
+    train = load_task_data(study, "fixated_pose", "train", size=SIZE, progress=False)
+    linear, norm = network.decoder.layers[1], network.decoder.layers[2]
+    with torch.no_grad():
+        inputs = train.batch(torch.arange(len(train))).inputs
+        values = linear(network.decoder.layers[0](network.forward_features(inputs))).double()
+    torch.testing.assert_close(norm.running_mean.double(), values.mean(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(norm.running_var.double(), values.var(0), atol=1e-4, rtol=1e-3)
+
+
+def test_cross_fitting_halves_place_every_tuple_loss_in_its_building(study):
+    transfers = study.db.query("select transfer_id from candidate_transfers").column("transfer_id").to_pylist()
+    halves = building_halves(study.db, 0)
+    counted = {}
+    for buildings in halves:
+        with evidence_store(study.db, transfers, buildings) as store:
+            rows = store.query(
+                "select transfers.target, losses.image_id from losses join transfers using (transfer_id)"
+                " where transfers.target in (select unnest(?))",
+                [list(TUPLE_TASKS)],
+            ).to_pylist()
+        for row in rows:
+            counted[row["target"], row["image_id"]] = counted.get((row["target"], row["image_id"]), 0) + 1
+            placed = study.db.scalar("select building from tuples where tuple_id = ?", [row["image_id"]])
+            assert placed in buildings
+    all_losses = study.db.query(
+        "select distinct transfers.target, losses.image_id from losses join transfers using (transfer_id)"
+        " where transfer_id in (select unnest(?)) and transfers.target in (select unnest(?))",
+        [transfers, list(TUPLE_TASKS)],
+    ).to_pylist()
+    assert {(r["target"], r["image_id"]) for r in all_losses} == set(counted)  # none dropped
