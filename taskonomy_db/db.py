@@ -328,6 +328,10 @@ class Writer:
         condition, params = _where(where)
         self._run(f"delete from {_identifier(table)}{condition}", params)
 
+    def delete_in(self, table: str, column: str, values: Sequence[Any]) -> None:
+        """Delete the rows whose `column` is one of `values`."""
+        self._run(f"delete from {_identifier(table)} where {_identifier(column)} in (select unnest(?))", [list(values)])
+
     def replace_rows(self, table: str, rows: Rows, **where: Any) -> int:
         """Make the rows whose columns equal `where` exactly `rows`: delete them, insert these."""
         self.delete(table, **where)

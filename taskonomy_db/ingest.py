@@ -429,9 +429,7 @@ def ingest(
         con.replace_rows("nonfixated_views", nonfixated, data_root=data_root_text)
         # A view read again under another root (a moved or copied dataset) keeps one camera, the latest, as
         # `images` keeps its latest paths: two would pair the view with itself.
-        con.execute(
-            "delete from cameras where image_key in (select unnest(?))", [[r["image_key"] for r in camera_rows]]
-        )
+        con.delete_in("cameras", "image_key", [r["image_key"] for r in camera_rows])
         con.replace_rows("cameras", camera_rows, data_root=data_root_text)
         n_tuples = sync_tuples(con, workspace.seed)
 

@@ -24,6 +24,7 @@ recorded in one transaction; each has its own seed, derived from the workspace s
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import time
@@ -181,10 +182,21 @@ class TransferPlan:
             transfer_key(kind, target, sources, int(self.settings["transfer_images"]), self.digest), seed_index
         )
         inputs = {"transfer": sorted(sources), RANDOM: [RANDOM], GOLD: [f"{GOLD}:{target}"]}.get(kind, [])
+        # A multi-image target's tuples are drawn at ingest: a building redrawn by a re-ingest is measured again.
+        inputs = [*inputs, *(name for name in [f"tuples:{target}"] if name in self.fingerprints)]
         key = ":".join([base, *(self.fingerprints[name][:12] for name in inputs)])
         # Seeded by the key without fingerprints: a retrained encoder gets a new readout, not new random draws.
         seed = derive_seed(self.settings["seed"], base)
         return TransferJob(key, kind, target, tuple(sorted(sources)), order, seed, seed_index)
+
+
+def _tuples_sha256(data: dict[str, TaskData]) -> str:
+    """What a multi-image target's readouts read of its tuples in each role: their ids, views and labels."""
+    digest = hashlib.sha256()
+    for role in ROLES:
+        for part in (data[role].image_ids, data[role].views, data[role].labels.numpy()):
+            digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def prepare_transfers(
@@ -283,7 +295,7 @@ def prepare_transfers(
         representations[name] = _normalise(
             {role: read_representations(workspace, name, ids)[1] for role, ids in by_role.items()}
         )
-    arrays, pixels = {}, {}
+    arrays, pixels, tuple_fingerprints = {}, {}, {}
     for target in tqdm(targets, desc="loading labels", unit="task", disable=None if progress else True):
         data = {
             role: load_task_data(workspace, target, None, image_ids=ids.tolist(), size=size, progress=False)
@@ -302,10 +314,12 @@ def prepare_transfers(
                     f" {images.split} split; readouts of it cannot train or stop early{whole}"
                 )
         arrays[target] = {role: _labels(data[role], by_role[role]) for role in ROLES}
+        if get_task(target).n_views > 1:
+            tuple_fingerprints[f"tuples:{target}"] = _tuples_sha256(data)
         if GOLD in baselines or SCRATCH in baselines:
             pixels[target] = data
     context = TransferContext(settings, by_role, representations, arrays, pixels, str(workspace.root))
-    fingerprints = {name: encoders[name].sha256 for name in needed} | gold_fingerprints
+    fingerprints = {name: encoders[name].sha256 for name in needed} | gold_fingerprints | tuple_fingerprints
     ranking = estimated_ranking(workspace, settings["beam_from"], targets, sources)
     return TransferPlan(
         settings, digest, targets, sources, baselines, run_settings, context, fingerprints, images, ranking

@@ -15,15 +15,6 @@ import pytest
 from taskonomy_db.layout import file_name, relative_path
 from taskonomy_db.workspace import Workspace, dumps_toml
 
-# The files that take longest, started first: with the suite split among workers a file at a time
-# (tests/run.sh), one that starts last would keep a worker busy after the others finish.
-LONGEST_FIRST = ("test_demo.py", "test_transfer.py", "test_kill.py", "test_processes.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: order within a file is kept
-
-
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO.parent / "shared" / "taskonomy-published"
 SPLITS_DIR = PUBLISHED / "splits"

@@ -4,6 +4,7 @@ reach `affinity` through the same views."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from taskonomy_db.readout import TransferError
 from taskonomy_db.significance import building_halves
 from taskonomy_db.tasks import get_task
 from taskonomy_db.training import load_gold_network, train_tasks
-from taskonomy_db.transfer import run_transfers
+from taskonomy_db.transfer import prepare_transfers, run_transfers
+from taskonomy_db.transfer_store import finished_keys
 from taskonomy_db.tuples import TUPLE_TASKS
 from taskonomy_db.workspace import Workspace
 
@@ -186,3 +188,21 @@ def test_cross_fitting_halves_place_every_tuple_loss_in_its_building(study):
         [transfers, list(TUPLE_TASKS)],
     ).to_pylist()
     assert {(r["target"], r["image_id"]) for r in all_losses} == set(counted)  # none dropped
+
+
+def test_tuples_drawn_anew_are_measured_again(study, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(study.root, root)
+    workspace = Workspace.open(root)
+    overrides = {"transfer_images": 12, "holdout_images": 12, "max_steps": 30, "eval_every": 5, "max_order": 1}
+
+    def key() -> str:
+        plan = prepare_transfers(workspace, overrides, ["egomotion"], ["autoencoding"], progress=False)
+        return plan.job("transfer", "egomotion", ["autoencoding"], 1).key
+
+    before = key()
+    assert finished_keys(workspace, [before]) == {before}  # the fixture's transfer, recognised as done
+    with workspace.db.transaction() as con:  # as a re-ingest that redraws a building's triples would
+        con.execute("update tuples set label = list_reverse(label) where task = 'egomotion'")
+    after = key()
+    assert after != before and finished_keys(workspace, [after]) == set()
