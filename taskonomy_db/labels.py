@@ -17,6 +17,7 @@ files have, and follow load_ops.py's conventions, which the generator writes to:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -187,19 +188,36 @@ def vanishing_point(points: dict) -> tuple[np.ndarray, None]:
     return np.ascontiguousarray(rotation).reshape(-1).astype(np.float32), None
 
 
+def relative_pose(
+    first_rotation: Sequence[float],
+    first_location: Sequence[float],
+    second_rotation: Sequence[float],
+    second_location: Sequence[float],
+) -> np.ndarray:
+    """The first camera in the second's frame, 6 numbers in float64: the sxyz Euler angles of R2^T R1, then
+    R2^T (location1 - location2), each R from its camera's sxyz Euler angles."""
+    rotation1, rotation2 = euler_to_matrix(first_rotation), euler_to_matrix(second_rotation)
+    offset = np.asarray(first_location, np.float64) - np.asarray(second_location, np.float64)
+    return np.concatenate([matrix_to_euler(rotation2.T @ rotation1), rotation2.T @ offset])
+
+
+def standardise_pose(pose: np.ndarray, fixated: bool) -> np.ndarray:
+    """A relative pose standardised by the original's fixed statistics of fixated or nonfixated pairs."""
+    mean, std = (FIXATED_POSE_MEAN, FIXATED_POSE_STD) if fixated else (NONFIXATED_POSE_MEAN, NONFIXATED_POSE_STD)
+    return (pose - np.asarray(mean)) / np.asarray(std)
+
+
 def relative_camera_pose(first: dict, second: dict, fixated: bool = True, standardise: bool = True) -> np.ndarray:
-    """load_ops.calculate_relative_camera_pose: the first view's camera in the second's frame, 6 numbers: the
-    sxyz Euler angles of R2^T R1, then R2^T (location1 - location2), from `camera_rotation_final` and
-    `camera_location` (no x/y swap here, unlike the room labels). Standardised by the fixed statistics of the
-    fixated or nonfixated pairs unless `standardise` is False. A triplet's egomotion is the poses of (0, 1),
-    (0, 2) and (1, 2) one after another."""
-    rotation1, rotation2 = (
-        euler_to_matrix(first["camera_rotation_final"]),
-        euler_to_matrix(second["camera_rotation_final"]),
+    """load_ops.calculate_relative_camera_pose: the first view's camera in the second's frame (`relative_pose`),
+    from `camera_rotation_final` and `camera_location` (no x/y swap here, unlike the room labels). Standardised
+    by the fixed statistics of the fixated or nonfixated pairs unless `standardise` is False. A triplet's
+    egomotion is the poses of (0, 1), (0, 2) and (1, 2) one after another."""
+    pose = relative_pose(
+        first["camera_rotation_final"],
+        first["camera_location"],
+        second["camera_rotation_final"],
+        second["camera_location"],
     )
-    offset = np.asarray(first["camera_location"], np.float64) - np.asarray(second["camera_location"], np.float64)
-    pose = np.concatenate([matrix_to_euler(rotation2.T @ rotation1), rotation2.T @ offset])
     if standardise:
-        mean, std = (FIXATED_POSE_MEAN, FIXATED_POSE_STD) if fixated else (NONFIXATED_POSE_MEAN, NONFIXATED_POSE_STD)
-        pose = (pose - mean) / std
+        pose = standardise_pose(pose, fixated)
     return pose.astype(np.float32)

@@ -30,18 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from taskonomy_db import labels
+
 # The fields of a camera file the multi-image tasks read.
 CAMERA_FIELDS = ("camera_location", "camera_rotation_final", "nonfixated_points_in_view")
 TUPLE_TASKS = ("fixated_pose", "nonfixated_pose", "egomotion", "point_matching")
-
-# calculate_relative_camera_pose's standardisation, measured by the original on the real release.
-FIXATED_MEAN = np.array([-2.67375523e-01, -1.19147040e-02, 1.14497274e-02, 1.10903410e-03, 2.10509948e-02, -4.02013549])
-FIXATED_STD = np.array([10.12015407, 8.1103528, 1.09171896, 1.21579016, 0.26040945, 10.05966329])
-NONFIXATED_MEAN = np.array(
-    [-9.53197445e-03, -1.05196691e-03, -1.07545642e-02, 2.08785638e-02, -9.27858049e-02, -2.58052205]
-)
-NONFIXATED_STD = np.array([1.02316223, 0.66477511, 1.03806996, 5.75692889, 1.37604962, 7.43157247])
-_EPS4 = np.finfo(float).eps * 4.0  # transforms3d's threshold for the gimbal-lock branch
 
 
 # ---------------------------------------------------------------- camera files
@@ -76,38 +69,14 @@ def read_camera(path: str | Path) -> dict[str, Any] | str:
 # ---------------------------------------------------------------- relative poses
 
 
-def euler_to_matrix(angles: Sequence[float]) -> np.ndarray:
-    """Rotation matrix of static-axes XYZ Euler angles (transforms3d's 'sxyz', Blender's XYZ): Rz Ry Rx."""
-    ax, ay, az = angles
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def matrix_to_euler(matrix: np.ndarray) -> np.ndarray:
-    """Static XYZ Euler angles of a rotation matrix, as transforms3d's mat2euler(axes='sxyz') computes them
-    (the original's labels), including its branch at gimbal lock."""
-    m = np.asarray(matrix, dtype=np.float64)
-    cy = np.hypot(m[0, 0], m[1, 0])
-    if cy > _EPS4:
-        return np.array([np.arctan2(m[2, 1], m[2, 2]), np.arctan2(-m[2, 0], cy), np.arctan2(m[1, 0], m[0, 0])])
-    return np.array([np.arctan2(-m[1, 2], m[1, 1]), np.arctan2(-m[2, 0], cy), 0.0])
-
-
 def relative_pose(first: dict[str, Any], second: dict[str, Any]) -> np.ndarray:
-    """The raw 6-number pose of `first` relative to `second`: Euler angles of R2^T R1, then R2^T (l1 - l2)."""
-    r1, r2 = euler_to_matrix(first["rotation"]), euler_to_matrix(second["rotation"])
-    rotation = matrix_to_euler(r2.T @ r1)
-    translation = r2.T @ (np.asarray(first["location"], dtype=np.float64) - np.asarray(second["location"]))
-    return np.concatenate([rotation, translation])
+    """The raw 6-number pose of camera `first` relative to `second` (`labels.relative_pose`)."""
+    return labels.relative_pose(first["rotation"], first["location"], second["rotation"], second["location"])
 
 
 def pose_label(first: dict[str, Any], second: dict[str, Any], fixated: bool) -> np.ndarray:
     """fixated_camera_pose / nonfixated_camera_pose: the relative pose, standardised."""
-    mean, std = (FIXATED_MEAN, FIXATED_STD) if fixated else (NONFIXATED_MEAN, NONFIXATED_STD)
-    return (relative_pose(first, second) - mean) / std
+    return labels.standardise_pose(relative_pose(first, second), fixated)
 
 
 def egomotion_label(cameras: Sequence[dict[str, Any]]) -> np.ndarray:

@@ -15,11 +15,11 @@ from scipy.spatial.transform import Rotation
 from taskonomy_db.cli import cli
 from taskonomy_db.errors import IngestError
 from taskonomy_db.ingest import ingest
+from taskonomy_db.labels import FIXATED_POSE_MEAN as FIXATED_MEAN
+from taskonomy_db.labels import FIXATED_POSE_STD as FIXATED_STD
+from taskonomy_db.labels import NONFIXATED_POSE_MEAN as NONFIXATED_MEAN
+from taskonomy_db.labels import NONFIXATED_POSE_STD as NONFIXATED_STD
 from taskonomy_db.tuples import (
-    FIXATED_MEAN,
-    FIXATED_STD,
-    NONFIXATED_MEAN,
-    NONFIXATED_STD,
     View,
     build_tuples,
     egomotion_label,
