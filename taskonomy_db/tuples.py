@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from taskonomy_db import labels
-
 # The fields of a camera file the multi-image tasks read.
 CAMERA_FIELDS = ("camera_location", "camera_rotation_final", "nonfixated_points_in_view")
 TUPLE_TASKS = ("fixated_pose", "nonfixated_pose", "egomotion", "point_matching")
@@ -71,11 +69,15 @@ def read_camera(path: str | Path) -> dict[str, Any] | str:
 
 def relative_pose(first: dict[str, Any], second: dict[str, Any]) -> np.ndarray:
     """The raw 6-number pose of camera `first` relative to `second` (`labels.relative_pose`)."""
+    from taskonomy_db import labels  # scipy comes with it: `tdb --help` and `tdb query` import this module
+
     return labels.relative_pose(first["rotation"], first["location"], second["rotation"], second["location"])
 
 
 def pose_label(first: dict[str, Any], second: dict[str, Any], fixated: bool) -> np.ndarray:
     """fixated_camera_pose / nonfixated_camera_pose: the relative pose, standardised."""
+    from taskonomy_db import labels
+
     return labels.standardise_pose(relative_pose(first, second), fixated)
 
 
